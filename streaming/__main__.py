@@ -1,0 +1,286 @@
+"""``python -m streaming``: the CLI only fills in a ServerConfig and runs the server."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from .config import EngineConfig, ModelConfig, ServerConfig, VadConfig, WindowConfig
+from .errors import ModelLoadError
+from .server import Server
+
+log = logging.getLogger("streaming")
+
+DESCRIPTION = """\
+Real-time streaming speech recognition server (websocket).
+
+Audio arrives as binary PCM frames, WebRTC VAD cuts it into utterances, a Wav2Vec2 CTC
+model runs over overlapping sliding windows, and stable live text streams back: a
+committed part that never changes and a tentative tail that may. See docs/protocol.md.
+"""
+
+EPILOG = """\
+examples:
+  python -m streaming --model tiny-en                  # bundled offline English model
+  python -m streaming --model facebook/wav2vec2-base-960h --device cuda --dtype fp16
+  python -m streaming --model /path/to/checkpoint --port 9000 --host 0.0.0.0
+
+endpoints: ws://HOST:PORT/ (native protocol), GET /health
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = ServerConfig()
+    p = argparse.ArgumentParser(
+        prog="streaming-server",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    net = p.add_argument_group("network")
+    net.add_argument("--host", default=d.host, help="interface to bind (default: %(default)s)")
+    net.add_argument(
+        "--port", type=int, default=d.port, help="TCP port, 0 = any free (default: %(default)s)"
+    )
+
+    m = p.add_argument_group("model")
+    m.add_argument(
+        "--model",
+        default=d.model.name,
+        help="Wav2Vec2ForCTC checkpoint: a Hugging Face hub id, a local folder, or the "
+        "bundled offline model 'tiny-en' (default: %(default)s)",
+    )
+    m.add_argument(
+        "--device",
+        default=d.model.device,
+        help="'auto' (CUDA if present, else CPU), 'cpu', 'cuda' or 'cuda:N' "
+        "(default: %(default)s)",
+    )
+    m.add_argument(
+        "--dtype",
+        default=d.model.dtype,
+        choices=("auto", "fp32", "fp16", "bf16"),
+        help="weights/activations type; auto = fp16 on CUDA, fp32 on CPU (default: %(default)s)",
+    )
+    m.add_argument(
+        "--no-warmup", action="store_true", help="skip the warm-up inference at start"
+    )
+    m.add_argument(
+        "--keep-case", action="store_true", help="keep the model's letter case (default: lower)"
+    )
+
+    v = p.add_argument_group("voice activity detection")
+    v.add_argument(
+        "--vad-aggressiveness",
+        type=int,
+        choices=(0, 1, 2, 3),
+        default=d.vad.aggressiveness,
+        help="webrtcvad mode, 3 rejects the most non-speech (default: %(default)s)",
+    )
+    v.add_argument(
+        "--vad-frame-ms",
+        type=int,
+        choices=(10, 20, 30),
+        default=d.vad.frame_ms,
+        help="VAD frame length (default: %(default)s)",
+    )
+    v.add_argument(
+        "--vad-onset-ms",
+        type=int,
+        default=d.vad.onset_ms,
+        help="mostly-voiced audio needed to open an utterance (default: %(default)s)",
+    )
+    v.add_argument(
+        "--preroll-ms",
+        type=int,
+        default=d.vad.preroll_ms,
+        help="audio kept before the onset so speech is not clipped (default: %(default)s)",
+    )
+    v.add_argument(
+        "--hangover-ms",
+        type=int,
+        default=d.vad.hangover_ms,
+        help="trailing non-speech that ends an utterance (default: %(default)s)",
+    )
+    v.add_argument(
+        "--max-utterance-s",
+        type=float,
+        default=d.vad.max_utterance_s,
+        help="longest utterance before it is cut (default: %(default)s)",
+    )
+
+    w = p.add_argument_group("sliding window (ms, multiples of 20)")
+    w.add_argument(
+        "--chunk-ms",
+        type=int,
+        default=d.window.chunk_ms,
+        help="hop: new audio per window, the part each window makes stable "
+        "(default: %(default)s)",
+    )
+    w.add_argument(
+        "--left-context-ms",
+        type=int,
+        default=d.window.left_context_ms,
+        help="already-stable audio re-read before the chunk (default: %(default)s)",
+    )
+    w.add_argument(
+        "--right-context-ms",
+        type=int,
+        default=d.window.right_context_ms,
+        help="look-ahead after the chunk; its text is tentative (default: %(default)s)",
+    )
+
+    e = p.add_argument_group("inference engine")
+    e.add_argument(
+        "--max-batch",
+        type=int,
+        default=d.engine.max_batch,
+        help="most windows per model call (default: %(default)s)",
+    )
+    e.add_argument(
+        "--batch-deadline-ms",
+        type=float,
+        default=d.engine.batch_deadline_ms,
+        help="how long the engine waits to fill a batch (default: %(default)s)",
+    )
+    e.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for the model (default: torch's choice)",
+    )
+
+    lim = p.add_argument_group("limits")
+    lim.add_argument(
+        "--max-sessions",
+        type=int,
+        default=d.max_sessions,
+        help="concurrent streams; more are refused with HTTP 503 (default: %(default)s)",
+    )
+    lim.add_argument(
+        "--max-frame-bytes",
+        type=int,
+        default=d.max_frame_bytes,
+        help="largest binary audio frame accepted (default: %(default)s)",
+    )
+    lim.add_argument(
+        "--max-session-s",
+        type=float,
+        default=d.max_session_s,
+        help="longest stream, in seconds of audio (default: %(default)s)",
+    )
+    lim.add_argument(
+        "--idle-timeout-s",
+        type=float,
+        default=d.idle_timeout_s,
+        help="end a stream that sends nothing for this long (default: %(default)s)",
+    )
+    lim.add_argument(
+        "--shutdown-grace-s",
+        type=float,
+        default=d.shutdown_grace_s,
+        help="time allowed to send finals on SIGTERM/SIGINT (default: %(default)s)",
+    )
+    p.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="logging verbosity (default: %(default)s)",
+    )
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    return ServerConfig(
+        host=args.host,
+        port=args.port,
+        model=ModelConfig(
+            name=args.model,
+            device=args.device,
+            dtype=args.dtype,
+            warmup=not args.no_warmup,
+            lowercase=not args.keep_case,
+        ),
+        vad=VadConfig(
+            aggressiveness=args.vad_aggressiveness,
+            frame_ms=args.vad_frame_ms,
+            onset_ms=args.vad_onset_ms,
+            preroll_ms=args.preroll_ms,
+            hangover_ms=args.hangover_ms,
+            max_utterance_s=args.max_utterance_s,
+        ),
+        window=WindowConfig(
+            chunk_ms=args.chunk_ms,
+            left_context_ms=args.left_context_ms,
+            right_context_ms=args.right_context_ms,
+        ),
+        engine=EngineConfig(
+            max_batch=args.max_batch,
+            batch_deadline_ms=args.batch_deadline_ms,
+            threads=args.threads,
+        ),
+        max_sessions=args.max_sessions,
+        max_frame_bytes=args.max_frame_bytes,
+        max_session_s=args.max_session_s,
+        idle_timeout_s=args.idle_timeout_s,
+        shutdown_grace_s=args.shutdown_grace_s,
+    )
+
+
+class _SessionFormatter(logging.Formatter):
+    """Adds ``[session]`` to every line logged inside a session."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        session = getattr(record, "session", None)
+        record.sid = f" [{session}]" if session else ""
+        return super().format(record)
+
+
+def setup_logging(level: str) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        _SessionFormatter("%(asctime)s %(levelname)s %(name)s%(sid)s: %(message)s")
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.getLogger("websockets").setLevel(max(logging.getLevelName(level), logging.WARNING))
+
+
+async def _serve(config: ServerConfig) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    server = Server(config)
+    await server.start()
+    print(f"streaming server ready on {server.url} (model {config.model.name})", flush=True)
+    await server.serve_forever(stop)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level)
+    try:
+        config = config_from_args(args)
+        config.validate()
+    except ValueError as exc:
+        print(f"streaming-server: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(_serve(config))
+    except ModelLoadError as exc:
+        print(f"streaming-server: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"streaming-server: error: cannot listen on {config.host}:{config.port}: {exc}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

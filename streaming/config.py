@@ -1,0 +1,141 @@
+"""One typed, frozen configuration for the whole server; the CLI only fills it in."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+SUPPORTED_SAMPLE_RATES = (8000, 16000, 32000, 44100, 48000)
+SUPPORTED_ENCODINGS = ("pcm_s16le", "pcm_f32le")
+MODEL_SAMPLE_RATE = 16000
+
+
+@dataclass(frozen=True)
+class VadConfig:
+    """WebRTC VAD gate: which audio counts as an utterance.
+
+    ``onset_ms`` of mostly-voiced audio opens an utterance, which then starts ``preroll_ms``
+    before the onset so the first phoneme is not clipped; ``hangover_ms`` of continuous
+    non-speech closes it.
+    """
+
+    aggressiveness: int = 2
+    frame_ms: int = 30
+    onset_ms: int = 90
+    onset_ratio: float = 0.8
+    preroll_ms: int = 300
+    hangover_ms: int = 500
+    max_utterance_s: float = 30.0
+
+    def validate(self) -> None:
+        if self.aggressiveness not in (0, 1, 2, 3):
+            raise ValueError("vad aggressiveness must be 0, 1, 2 or 3")
+        if self.frame_ms not in (10, 20, 30):
+            raise ValueError("vad frame length must be 10, 20 or 30 ms")
+        if self.onset_ms < self.frame_ms:
+            raise ValueError("vad onset must be at least one VAD frame")
+        if not 0.0 < self.onset_ratio <= 1.0:
+            raise ValueError("vad onset ratio must be in (0, 1]")
+        if self.preroll_ms < 0 or self.hangover_ms < self.frame_ms:
+            raise ValueError("vad pre-roll must be >= 0 and hangover >= one VAD frame")
+        if self.max_utterance_s < 1.0:
+            raise ValueError("maximum utterance length must be at least 1 s")
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    """Sliding window over an utterance, in ms (multiples of the model's 20 ms frame).
+
+    Each window is ``left_context + chunk + right_context`` long; only the ``chunk`` frames
+    in its centre become stable, the right-context frames give the tentative tail.
+    """
+
+    chunk_ms: int = 480
+    left_context_ms: int = 960
+    right_context_ms: int = 320
+    max_catchup_chunks: int = 4
+
+    def validate(self, frame_ms: int = 20) -> None:
+        for name in ("chunk_ms", "left_context_ms", "right_context_ms"):
+            value = getattr(self, name)
+            if value < 0 or value % frame_ms:
+                raise ValueError(f"{name} must be a non-negative multiple of {frame_ms} ms")
+        if self.chunk_ms < frame_ms:
+            raise ValueError("chunk must be at least one model frame")
+        if self.right_context_ms < 2 * frame_ms:
+            raise ValueError(f"right context must be at least {2 * frame_ms} ms")
+        if self.max_catchup_chunks < 1:
+            raise ValueError("max catch-up chunks must be >= 1")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Batched inference shared by all sessions."""
+
+    max_batch: int = 32
+    batch_deadline_ms: float = 5.0
+    max_queue: int = 1024
+    threads: int | None = None
+
+    def validate(self) -> None:
+        if self.max_batch < 1 or self.max_queue < 1:
+            raise ValueError("max batch and max queue must be >= 1")
+        if self.batch_deadline_ms < 0:
+            raise ValueError("batch deadline must be >= 0")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError("threads must be >= 1")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What to load and where to run it."""
+
+    name: str = "facebook/wav2vec2-base-960h"
+    device: str = "auto"
+    dtype: str = "auto"
+    warmup: bool = True
+    lowercase: bool = True
+
+    def validate(self) -> None:
+        if self.dtype not in ("auto", "fp32", "fp16", "bf16"):
+            raise ValueError("dtype must be auto, fp32, fp16 or bf16")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything the server needs; safe defaults for a single machine."""
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    model: ModelConfig = field(default_factory=ModelConfig)
+    vad: VadConfig = field(default_factory=VadConfig)
+    window: WindowConfig = field(default_factory=WindowConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    max_sessions: int = 64
+    max_frame_bytes: int = 1 << 20
+    max_session_s: float = 4 * 3600.0
+    idle_timeout_s: float = 60.0
+    backlog_high_s: float = 10.0
+    backlog_low_s: float = 5.0
+    outbox_size: int = 256
+    shutdown_grace_s: float = 10.0
+
+    def validate(self) -> None:
+        self.model.validate()
+        self.vad.validate()
+        self.window.validate()
+        self.engine.validate()
+        if not 0 <= self.port < 65536:
+            raise ValueError("port must be in 0..65535")
+        if self.max_sessions < 1:
+            raise ValueError("max sessions must be >= 1")
+        if self.max_frame_bytes < 2:
+            raise ValueError("max frame bytes must be >= 2")
+        if not 0 < self.backlog_low_s <= self.backlog_high_s:
+            raise ValueError("backlog low-water mark must be in (0, high-water mark]")
+        if self.idle_timeout_s <= 0 or self.max_session_s <= 0 or self.shutdown_grace_s < 0:
+            raise ValueError("timeouts must be positive")
+
+    def replace(self, **changes: object) -> ServerConfig:
+        """Return a copy with ``changes``; nested configs are replaced whole."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]

@@ -1,0 +1,220 @@
+"""One inference engine per process: batches windows from all sessions on one worker thread.
+
+Sessions ``await engine.infer(samples)``. Requests go to a bounded queue; the worker takes
+the first, waits at most ``batch_deadline_ms`` for more, groups them by exact length (so no
+padding ever changes an output), runs each group as one batch, and resolves the futures on
+the event loop. A failing batch fails only its own requests; CUDA out-of-memory retries
+the batch in halves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from .config import EngineConfig
+
+log = logging.getLogger(__name__)
+
+
+class BatchModel(Protocol):
+    def infer(self, batch: np.ndarray) -> np.ndarray: ...
+
+
+class EngineClosed(RuntimeError):
+    """The engine is stopping or stopped; no more work is accepted."""
+
+
+class InferenceError(RuntimeError):
+    """The model raised while running a batch that held this request."""
+
+
+@dataclass
+class EngineStats:
+    """Counters read by logs, benchmarks and the metrics endpoint."""
+
+    requests: int = 0
+    batches: int = 0
+    failed_requests: int = 0
+    audio_samples: int = 0
+    busy_seconds: float = 0.0
+    batch_sizes: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    last_batch_ms: float = 0.0
+
+    @property
+    def mean_batch(self) -> float:
+        return self.requests / self.batches if self.batches else 0.0
+
+
+@dataclass
+class _Job:
+    samples: np.ndarray
+    future: asyncio.Future[np.ndarray]
+    loop: asyncio.AbstractEventLoop
+    enqueued: float
+
+
+class InferenceEngine:
+    """Bounded queue + one worker thread; see the module docstring."""
+
+    def __init__(
+        self,
+        model: BatchModel,
+        config: EngineConfig | None = None,
+        *,
+        is_oom: Callable[[BaseException], bool] | None = None,
+    ) -> None:
+        self.model = model
+        self.config = config or EngineConfig()
+        self.stats = EngineStats()
+        self._is_oom = is_oom or _is_cuda_oom
+        self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=self.config.max_queue + 1)
+        self._slots: asyncio.Semaphore | None = None
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
+
+    async def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._slots = asyncio.Semaphore(self.config.max_queue)
+        self._thread = threading.Thread(target=self._worker, name="inference", daemon=True)
+        self._thread.start()
+
+    async def stop(self) -> None:
+        """Finish what is queued, then stop the worker."""
+        if self._thread is None or self._closed:
+            self._closed = True
+            return
+        self._closed = True
+        self._queue.put(None)
+        await asyncio.to_thread(self._thread.join)
+
+    async def __aenter__(self) -> InferenceEngine:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def infer(self, samples: np.ndarray) -> np.ndarray:
+        """(frames, vocab) log-probabilities for one window; waits while the queue is full."""
+        if self._closed or self._slots is None:
+            raise EngineClosed("inference engine is not running")
+        await self._slots.acquire()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[np.ndarray] = loop.create_future()
+        future.add_done_callback(lambda _: self._release())
+        if self._closed:
+            future.cancel()
+            raise EngineClosed("inference engine is stopping")
+        self._queue.put_nowait(_Job(samples, future, loop, time.perf_counter()))
+        return await future
+
+    def _release(self) -> None:
+        if self._slots is not None:
+            self._slots.release()
+
+    # -- worker thread --------------------------------------------------------------
+
+    def _worker(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            jobs = [first]
+            stop = self._gather(jobs)
+            self._run(jobs)
+            if stop:
+                return
+
+    def _gather(self, jobs: list[_Job]) -> bool:
+        """Add queued jobs until the batch is full or the deadline passes; True on stop."""
+        deadline = time.perf_counter() + self.config.batch_deadline_ms / 1000
+        while len(jobs) < self.config.max_batch:
+            timeout = deadline - time.perf_counter()
+            try:
+                job = self._queue.get(timeout=timeout) if timeout > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                return False
+            if job is None:
+                return True
+            jobs.append(job)
+        return False
+
+    def _run(self, jobs: list[_Job]) -> None:
+        live = [j for j in jobs if not j.future.cancelled()]
+        groups: dict[int, list[_Job]] = defaultdict(list)
+        for job in live:
+            groups[job.samples.size].append(job)
+        for group in groups.values():
+            self._run_group(group)
+
+    def _run_group(self, group: list[_Job]) -> None:
+        began = time.perf_counter()
+        try:
+            outputs = self.model.infer(np.stack([j.samples for j in group]))
+        except Exception as exc:  # noqa: BLE001 - a bad batch must not kill the engine
+            if self._is_oom(exc) and len(group) > 1:
+                log.warning("out of memory on a batch of %d; retrying in halves", len(group))
+                _empty_cuda_cache()
+                half = len(group) // 2
+                self._run_group(group[:half])
+                self._run_group(group[half:])
+                return
+            log.exception("inference failed for a batch of %d windows", len(group))
+            self.stats.failed_requests += len(group)
+            for job in group:
+                _resolve(job, None, InferenceError(f"{type(exc).__name__}: {exc}"))
+            return
+        elapsed = time.perf_counter() - began
+        self.stats.batches += 1
+        self.stats.requests += len(group)
+        self.stats.batch_sizes[len(group)] += 1
+        self.stats.audio_samples += sum(j.samples.size for j in group)
+        self.stats.busy_seconds += elapsed
+        self.stats.last_batch_ms = elapsed * 1000
+        for job, output in zip(group, outputs):
+            _resolve(job, output, None)
+
+
+def _resolve(job: _Job, value: np.ndarray | None, error: BaseException | None) -> None:
+    def settle() -> None:
+        if job.future.done():
+            return
+        if error is not None:
+            job.future.set_exception(error)
+        else:
+            job.future.set_result(value)  # type: ignore[arg-type]
+
+    try:
+        job.loop.call_soon_threadsafe(settle)
+    except RuntimeError:  # the loop is closed: nobody is waiting any more
+        pass
+
+
+def _is_cuda_oom(exc: BaseException) -> bool:
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return False
+    return isinstance(exc, torch.cuda.OutOfMemoryError)
+
+
+def _empty_cuda_cache() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

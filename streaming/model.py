@@ -1,0 +1,190 @@
+"""Load any Wav2Vec2ForCTC checkpoint (hub id, local path or bundled short name) and run it.
+
+The same code path serves ``facebook/wav2vec2-base-960h`` and the bundled offline model:
+``from_pretrained`` on a hub id or a folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import MODEL_SAMPLE_RATE, ModelConfig
+from .decoding import CtcVocab
+from .errors import ModelLoadError
+from .windowing import FrameGeometry
+
+log = logging.getLogger(__name__)
+
+BUNDLED_MODELS = ("tiny-en",)
+
+
+def bundled_model_path(name: str) -> Path | None:
+    """Folder of a model shipped inside the package, or None if ``name`` is not one."""
+    if name not in BUNDLED_MODELS:
+        return None
+    path = Path(str(resources.files("streaming") / "models" / name))
+    return path if (path / "config.json").is_file() else None
+
+
+def resolve_model(name: str) -> str:
+    """Bundled short name → its folder; anything else is passed to ``from_pretrained``."""
+    bundled = bundled_model_path(name)
+    if bundled is not None:
+        return str(bundled)
+    if name in BUNDLED_MODELS:
+        raise ModelLoadError(
+            f"the bundled model {name!r} is not included in this installation; "
+            "pass --model with a hub id or a local checkpoint folder"
+        )
+    return name
+
+
+def pick_device(requested: str) -> str:
+    import torch
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelLoadError(f"device {requested!r} requested but CUDA is not available")
+    return requested
+
+
+def pick_dtype(requested: str, device: str) -> str:
+    if requested == "auto":
+        return "fp16" if device.startswith("cuda") else "fp32"
+    if requested == "fp16" and not device.startswith("cuda"):
+        raise ModelLoadError("fp16 needs a CUDA device; use --dtype fp32 (or bf16) on the CPU")
+    return requested
+
+
+@dataclass
+class LoadedModel:
+    """A ready-to-run model plus what the streaming logic needs to know about it."""
+
+    name: str
+    model: Any
+    vocab: CtcVocab
+    geometry: FrameGeometry
+    device: str
+    dtype: str
+    normalize: bool
+    parameters: int
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """(batch, samples) float32 → (batch, frames, vocab) float32 log-probabilities.
+
+        Each row is normalised on its own, as the feature extractor does for one input.
+        """
+        import torch
+
+        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+        if self.normalize:
+            mean = x.mean(dim=1, keepdim=True)
+            var = x.var(dim=1, keepdim=True, unbiased=False)
+            x = (x - mean) / torch.sqrt(var + 1e-7)
+        x = x.to(self.device, dtype=_torch_dtype(self.dtype))
+        with torch.inference_mode():
+            logits = self.model(x).logits
+            logprobs = torch.log_softmax(logits.float(), dim=-1)
+        return np.asarray(logprobs.cpu().numpy(), dtype=np.float32)
+
+    def warm_up(self, lengths: list[int]) -> float:
+        """Run each window length once so the first user does not pay for lazy init."""
+        began = time.perf_counter()
+        for length in lengths:
+            self.infer(np.zeros((1, length), dtype=np.float32))
+        return time.perf_counter() - began
+
+
+def _torch_dtype(name: str) -> Any:
+    import torch
+
+    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
+
+
+def load_model(config: ModelConfig, *, threads: int | None = None) -> LoadedModel:
+    """Load model + processor; every failure becomes one ModelLoadError that says what to do."""
+    import torch
+    from transformers import Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC
+
+    if threads:
+        torch.set_num_threads(threads)
+    source = resolve_model(config.name)
+    device = pick_device(config.device)
+    dtype = pick_dtype(config.dtype, device)
+    try:
+        tokenizer = Wav2Vec2CTCTokenizer.from_pretrained(source)
+        extractor = Wav2Vec2FeatureExtractor.from_pretrained(source)
+        model = _load_weights(Wav2Vec2ForCTC, source, dtype)
+    except (OSError, ValueError, EnvironmentError) as exc:
+        raise ModelLoadError(_load_hint(config.name, exc)) from exc
+    if extractor.sampling_rate != MODEL_SAMPLE_RATE:
+        raise ModelLoadError(
+            f"model {config.name!r} expects {extractor.sampling_rate} Hz audio; "
+            f"only {MODEL_SAMPLE_RATE} Hz models are supported"
+        )
+    model.eval().to(device)
+    vocab = CtcVocab.from_vocab(
+        tokenizer.get_vocab(),
+        blank=tokenizer.pad_token,
+        delimiter=tokenizer.word_delimiter_token,
+        specials=[t for t in (tokenizer.bos_token, tokenizer.eos_token, tokenizer.unk_token) if t],
+        lowercase=config.lowercase,
+    )
+    cfg = model.config
+    geometry = FrameGeometry(tuple(cfg.conv_kernel), tuple(cfg.conv_stride))
+    parameters = sum(p.numel() for p in model.parameters())
+    log.info(
+        "loaded model %s: %.1f M parameters on %s/%s",
+        config.name,
+        parameters / 1e6,
+        device,
+        dtype,
+    )
+    return LoadedModel(
+        config.name,
+        model,
+        vocab,
+        geometry,
+        device,
+        dtype,
+        bool(extractor.do_normalize),
+        parameters,
+    )
+
+
+def _load_weights(cls: Any, source: str, dtype: str) -> Any:
+    """Prefer SDPA attention; fall back where the installed transformers lacks it."""
+    kwargs: dict[str, Any] = {}
+    if dtype != "fp32":
+        kwargs["dtype" if _accepts_dtype_kwarg() else "torch_dtype"] = _torch_dtype(dtype)
+    try:
+        return cls.from_pretrained(source, attn_implementation="sdpa", **kwargs)
+    except (ValueError, ImportError, TypeError):
+        return cls.from_pretrained(source, **kwargs)
+
+
+def _accepts_dtype_kwarg() -> bool:
+    import transformers
+
+    return int(transformers.__version__.split(".")[0]) >= 5
+
+
+def _load_hint(name: str, exc: BaseException) -> str:
+    where = "folder" if Path(name).exists() else "hub id or folder"
+    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return (
+        f"could not load the Wav2Vec2 CTC model {name!r} ({where}): {first_line}. "
+        "Without network access the Hugging Face Hub cannot be reached: download the "
+        "checkpoint once elsewhere (huggingface-cli download facebook/wav2vec2-base-960h) "
+        "and pass its folder with --model /path/to/checkpoint (config.json, weights, "
+        "vocab.json, preprocessor_config.json), or use the bundled offline model with "
+        "--model tiny-en."
+    )

@@ -1,0 +1,192 @@
+"""The websocket server: model + engine lifecycle, admission, HTTP endpoints, shutdown.
+
+Use it as an async context manager (tests bind port 0)::
+
+    async with Server(ServerConfig(port=0)) as server:
+        print(server.url)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from http import HTTPStatus
+from typing import Any
+
+from websockets.asyncio.server import Server as WsServer
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.http11 import Request, Response
+
+from .config import MODEL_SAMPLE_RATE, ServerConfig
+from .connection import StreamConnection
+from .engine import InferenceEngine
+from .model import LoadedModel, load_model
+from .session import Session
+from .windowing import WindowPlanner
+
+log = logging.getLogger(__name__)
+
+STREAM_PATHS = ("/", "/v1/stream")
+
+
+class Server:
+    """Owns the model, the shared inference engine and every connection."""
+
+    def __init__(self, config: ServerConfig, *, model: LoadedModel | None = None) -> None:
+        config.validate()
+        self.config = config
+        self.model = model
+        self.engine: InferenceEngine | None = None
+        self._ws: WsServer | None = None
+        self._connections: set[StreamConnection] = set()
+        self._closing = False
+        self.sessions_total = 0
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def __aenter__(self) -> Server:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.shutdown()
+
+    async def start(self) -> None:
+        if self.model is None:
+            self.model = await asyncio.to_thread(
+                load_model, self.config.model, threads=self.config.engine.threads
+            )
+        if self.config.model.warmup:
+            seconds = await asyncio.to_thread(self.model.warm_up, self._warmup_lengths())
+            log.info("warm-up done in %.2f s", seconds)
+        self.engine = InferenceEngine(self.model, self.config.engine)
+        await self.engine.start()
+        self._ws = await serve(
+            self._handle,
+            self.config.host,
+            self.config.port,
+            process_request=self._process_request,
+            max_size=max(4 * self.config.max_frame_bytes, 1 << 16),
+            max_queue=16,
+            compression=None,
+        )
+        log.info("listening on %s", self.url)
+
+    async def shutdown(self, grace: float | None = None) -> None:
+        """Stop accepting, finalize every open utterance, send finals, close with 1001."""
+        if self._closing:
+            return
+        self._closing = True
+        grace = self.config.shutdown_grace_s if grace is None else grace
+        if self._ws is not None:
+            self._ws.close(close_connections=False)
+        if self._connections:
+            log.info("finalizing %d open sessions", len(self._connections))
+            await asyncio.gather(*(c.shutdown(grace) for c in list(self._connections)))
+        if self._ws is not None:
+            self._ws.close(close_connections=True)
+            try:
+                await asyncio.wait_for(self._ws.wait_closed(), max(grace, 1.0))
+            except asyncio.TimeoutError:
+                log.warning("connections still open after the grace period")
+        if self.engine is not None:
+            await self.engine.stop()
+        log.info("server stopped")
+
+    async def serve_forever(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set (by a signal handler), then shut down gracefully."""
+        await stop.wait()
+        await self.shutdown()
+
+    # -- properties -----------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        if self._ws is None:
+            raise RuntimeError("server not started")
+        return int(next(iter(self._ws.sockets)).getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        host = self.config.host if ":" not in self.config.host else f"[{self.config.host}]"
+        return f"ws://{host}:{self.port}/"
+
+    @property
+    def active_sessions(self) -> int:
+        return len(self._connections)
+
+    # -- HTTP -----------------------------------------------------------------------
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        path = request.path.split("?", 1)[0]
+        if path == "/health":
+            return _json_response(connection, HTTPStatus.OK, self.health())
+        if path not in STREAM_PATHS:
+            return _json_response(
+                connection, HTTPStatus.NOT_FOUND, {"error": f"no endpoint at {path}"}
+            )
+        if self._closing:
+            return _json_response(
+                connection, HTTPStatus.SERVICE_UNAVAILABLE, {"error": "server shutting down"}
+            )
+        if len(self._connections) >= self.config.max_sessions:
+            return _json_response(
+                connection,
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                {"error": f"server full: {self.config.max_sessions} sessions in use"},
+            )
+        return None
+
+    def health(self) -> dict[str, Any]:
+        engine = self.engine
+        return {
+            "status": "shutting_down" if self._closing else "ok",
+            "model": self.config.model.name,
+            "device": self.model.device if self.model else None,
+            "sessions": len(self._connections),
+            "max_sessions": self.config.max_sessions,
+            "queue_depth": engine.queue_depth if engine else 0,
+            "batches": engine.stats.batches if engine else 0,
+            "mean_batch": round(engine.stats.mean_batch, 2) if engine else 0.0,
+        }
+
+    # -- websocket ------------------------------------------------------------------
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        assert self.model is not None and self.engine is not None
+        session_id = uuid.uuid4().hex[:12]
+        session = Session(
+            self.model.vocab, self.model.geometry, self.config.vad, self.config.window
+        )
+        connection = StreamConnection(
+            ws, session, self.engine, self.config, session_id, self.config.model.name
+        )
+        self._connections.add(connection)
+        self.sessions_total += 1
+        connection.log.info("session opened from %s", _peer(ws))
+        try:
+            await connection.run()
+        finally:
+            self._connections.discard(connection)
+
+    def _warmup_lengths(self) -> list[int]:
+        """The first window of an utterance and the steady-state window."""
+        assert self.model is not None
+        planner = WindowPlanner(self.config.window, self.model.geometry, MODEL_SAMPLE_RATE)
+        return [planner.chunk + planner.right, planner.steady_length]
+
+
+def _json_response(
+    connection: ServerConnection, status: HTTPStatus, body: dict[str, Any]
+) -> Response:
+    response = connection.respond(status, json.dumps(body) + "\n")
+    del response.headers["Content-Type"]
+    response.headers["Content-Type"] = "application/json"
+    return response
+
+
+def _peer(ws: ServerConnection) -> str:
+    address = ws.remote_address
+    return f"{address[0]}:{address[1]}" if address else "unknown"

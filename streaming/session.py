@@ -1,0 +1,253 @@
+"""One stream's pure logic: PCM → resample → VAD gate → utterances → windows → events.
+
+No asyncio and no torch here: the server feeds bytes in, asks for the next window to run,
+hands the model's answer back, and sends whatever events come out. Keeping at most one
+window in flight per session keeps the stitching strictly sequential and bounds the work
+any single stream can queue in the shared engine.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+
+import numpy as np
+
+from .audio import AudioFormat, Resampler, decode_pcm
+from .config import MODEL_SAMPLE_RATE, VadConfig, WindowConfig
+from .decoding import CtcVocab, Word
+from .errors import StreamError
+from .events import ErrorEvent, Event, Final, Partial, WordTiming
+from .stabilizer import Hypothesis, Stabilizer
+from .utterance import Utterance, WindowRequest
+from .vad import SpeechAudio, SpeechDetector, SpeechEnd, SpeechStart, VadGate, webrtc_detector
+from .windowing import FrameGeometry, WindowPlanner
+
+
+class Session:
+    """Turns one client's audio into partial and final events."""
+
+    def __init__(
+        self,
+        vocab: CtcVocab,
+        geometry: FrameGeometry,
+        vad: VadConfig,
+        window: WindowConfig,
+        *,
+        detector_factory: Callable[[int], SpeechDetector] = webrtc_detector,
+    ) -> None:
+        self.vocab = vocab
+        self.geometry = geometry
+        self.format = AudioFormat()
+        self._planner = WindowPlanner(window, geometry, MODEL_SAMPLE_RATE)
+        self._vad = VadGate(vad, detector_factory)
+        self._resampler = Resampler(self.format.sample_rate)
+        self._utterances: deque[Utterance] = deque()
+        self._next_utterance_id = 0
+        self._inflight: WindowRequest | None = None
+        self._last_partial: dict[int, tuple[str, str]] = {}
+        self._input_samples = 0
+        self._model_samples = 0
+        self.audio_started = False
+        self.started = False
+        self.ended = False
+        self.windows_requested = 0
+        self.finals_sent = 0
+
+    # -- client input ---------------------------------------------------------------
+
+    def start(self, fmt: AudioFormat) -> None:
+        """Declare the input format; only before any audio."""
+        if self.ended:
+            raise StreamError("after_end", "start received after end")
+        if self.audio_started or self.started:
+            what = "audio was sent" if self.audio_started else "the stream was already started"
+            raise StreamError("start_after_audio", f"start must come first, but {what}")
+        self.format = fmt
+        self._resampler = Resampler(fmt.sample_rate)
+        self.started = True
+
+    def feed(self, data: bytes) -> list[Event]:
+        """Accept one binary frame of PCM; invalid frames raise a non-fatal StreamError."""
+        if self.ended:
+            raise StreamError("after_end", "audio received after end")
+        samples = decode_pcm(data, self.format)
+        if samples.size == 0:
+            return []
+        self.audio_started = True
+        self._input_samples += samples.size
+        return self._gate(self._resampler.process(samples))
+
+    def flush(self) -> list[Event]:
+        """Finalize the current utterance now."""
+        if self.ended:
+            raise StreamError("after_end", "flush received after end")
+        return self._apply_vad(self._vad.flush("flush"))
+
+    def end(self, reason: str = "end") -> list[Event]:
+        """No more audio: close everything; finals follow as windows complete."""
+        if self.ended:
+            return []
+        events = self._gate(self._resampler.finish())
+        events += self._apply_vad(self._vad.flush(reason))
+        self.ended = True
+        return events + self._collect_finals()
+
+    # -- inference ------------------------------------------------------------------
+
+    def next_request(self) -> WindowRequest | None:
+        """The next window to run, if one is due and none is in flight."""
+        if self._inflight is not None:
+            return None
+        for utterance in self._utterances:
+            request = utterance.next_request()
+            if request is not None:
+                self._inflight = request
+                self.windows_requested += 1
+                return request
+        return None
+
+    def complete(self, request: WindowRequest, logprobs: np.ndarray) -> list[Event]:
+        """Stitch in the model's (frames, vocab) log-probabilities for ``request``."""
+        self._check_inflight(request)
+        utterance = self._find(request.utterance_id)
+        hypothesis = utterance.apply(request.plan, logprobs)
+        events: list[Event] = []
+        if not request.plan.final:
+            partial = self._partial(utterance, hypothesis, request)
+            if partial is not None:
+                events.append(partial)
+        return events + self._collect_finals()
+
+    def fail(self, request: WindowRequest, message: str) -> list[Event]:
+        """The model failed on ``request``: its frames decode as silence, the stream goes on."""
+        self._check_inflight(request)
+        utterance = self._find(request.utterance_id)
+        plan = request.plan
+        frames = self.geometry.frames(plan.length)
+        blank = np.full((frames, len(self.vocab.tokens)), -1e4, dtype=np.float32)
+        blank[:, self.vocab.blank_id] = 0.0
+        utterance.apply(plan, blank)
+        error = ErrorEvent("inference_failed", f"inference failed for this stream: {message}")
+        return [error, *self._collect_finals()]
+
+    def cancel_inflight(self) -> None:
+        """Forget the in-flight request (its result will never come)."""
+        self._inflight = None
+
+    # -- state ----------------------------------------------------------------------
+
+    @property
+    def idle(self) -> bool:
+        """Nothing open, nothing owed: safe to close after ``end``."""
+        return self._inflight is None and not self._utterances
+
+    @property
+    def backlog_samples(self) -> int:
+        """Model-rate samples received but not yet turned into stable frames."""
+        return sum(u.backlog for u in self._utterances)
+
+    @property
+    def audio_ms(self) -> int:
+        """Input received so far, in ms of the stream."""
+        return self._input_samples * 1000 // self.format.sample_rate
+
+    @property
+    def speech_ratio(self) -> float:
+        seen = self._vad.frames_seen
+        return self._vad.voiced_frames / seen if seen else 0.0
+
+    # -- internals ------------------------------------------------------------------
+
+    def _gate(self, samples: np.ndarray) -> list[Event]:
+        if samples.size == 0:
+            return []
+        self._model_samples += samples.size
+        return self._apply_vad(self._vad.process(samples))
+
+    def _apply_vad(self, vad_events: list[SpeechStart | SpeechAudio | SpeechEnd]) -> list[Event]:
+        for event in vad_events:
+            if isinstance(event, SpeechStart):
+                utterance = Utterance(
+                    self._next_utterance_id,
+                    event.at,
+                    self._planner,
+                    Stabilizer(self.vocab),
+                )
+                self._next_utterance_id += 1
+                self._utterances.append(utterance)
+            elif isinstance(event, SpeechAudio):
+                self._utterances[-1].append(event.samples)
+            else:
+                self._utterances[-1].close(event.reason, event.speech_end)
+        return self._collect_finals()
+
+    def _collect_finals(self) -> list[Event]:
+        """Emit finals in utterance order for every leading utterance that is complete."""
+        events: list[Event] = []
+        while self._utterances and self._utterances[0].done:
+            if self._inflight is not None and self._inflight.utterance_id == self._utterances[0].id:
+                break
+            utterance = self._utterances.popleft()
+            hypothesis = utterance.finalize()
+            events.append(self._final(utterance, hypothesis))
+            self._last_partial.pop(utterance.id, None)
+        return events
+
+    def _partial(
+        self, utterance: Utterance, hypothesis: Hypothesis, request: WindowRequest
+    ) -> Partial | None:
+        committed = " ".join(w.text for w in hypothesis.committed)
+        tentative = " ".join(w.text for w in hypothesis.tentative)
+        if self._last_partial.get(utterance.id) == (committed, tentative):
+            return None
+        self._last_partial[utterance.id] = (committed, tentative)
+        words = tuple(self._timing(utterance, w, True) for w in hypothesis.committed) + tuple(
+            self._timing(utterance, w, False) for w in hypothesis.tentative
+        )
+        return Partial(
+            utterance.id,
+            committed,
+            tentative,
+            _ms(utterance.start_sample),
+            _ms(utterance.start_sample + request.plan.end),
+            words,
+        )
+
+    def _final(self, utterance: Utterance, hypothesis: Hypothesis) -> Final:
+        self.finals_sent += 1
+        words = tuple(self._timing(utterance, w, True) for w in hypothesis.committed)
+        return Final(
+            utterance.id,
+            " ".join(w.word for w in words),
+            _ms(utterance.start_sample),
+            _ms(utterance.speech_end_sample),
+            _ms(utterance.start_sample + len(utterance.audio)),
+            words,
+            utterance.reason,
+        )
+
+    def _timing(self, utterance: Utterance, word: Word, committed: bool) -> WordTiming:
+        stride = self.geometry.stride
+        return WordTiming(
+            word.text,
+            _ms(utterance.start_sample + word.start_frame * stride),
+            _ms(utterance.start_sample + word.end_frame * stride),
+            round(word.conf, 3),
+            committed,
+        )
+
+    def _find(self, utterance_id: int) -> Utterance:
+        for utterance in self._utterances:
+            if utterance.id == utterance_id:
+                return utterance
+        raise RuntimeError(f"utterance {utterance_id} is not pending")
+
+    def _check_inflight(self, request: WindowRequest) -> None:
+        if self._inflight is not request:
+            raise RuntimeError("result for a window that is not in flight")
+        self._inflight = None
+
+
+def _ms(samples: int) -> int:
+    return samples * 1000 // MODEL_SAMPLE_RATE

@@ -1,0 +1,126 @@
+"""One utterance: its audio, the frames stitched from its windows, and its live text."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .decoding import best_path
+from .stabilizer import Hypothesis, Stabilizer
+from .windowing import WindowPlan, WindowPlanner
+
+
+class SampleBuffer:
+    """Append-only float32 buffer with amortised O(1) appends."""
+
+    def __init__(self, capacity: int = 16000) -> None:
+        self._data = np.zeros(capacity, dtype=np.float32)
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def append(self, samples: np.ndarray) -> None:
+        needed = self._size + samples.size
+        if needed > self._data.size:
+            grown = np.zeros(max(needed, 2 * self._data.size), dtype=np.float32)
+            grown[: self._size] = self._data[: self._size]
+            self._data = grown
+        self._data[self._size : needed] = samples
+        self._size = needed
+
+    def slice(self, start: int, end: int) -> np.ndarray:
+        return self._data[start:end].copy()
+
+
+@dataclass(frozen=True)
+class WindowRequest:
+    """Audio for the model; ``plan`` says how to stitch the answer back in."""
+
+    utterance_id: int
+    plan: WindowPlan
+    samples: np.ndarray
+
+
+class Utterance:
+    """Pure state of one utterance; the session drives it."""
+
+    def __init__(
+        self,
+        utterance_id: int,
+        start_sample: int,
+        planner: WindowPlanner,
+        stabilizer: Stabilizer,
+    ) -> None:
+        self.id = utterance_id
+        self.start_sample = start_sample
+        self.audio = SampleBuffer()
+        self.closed = False
+        self.reason = ""
+        self.speech_end_sample = start_sample
+        self.windows_run = 0
+        self._planner = planner
+        self._stabilizer = stabilizer
+        self._ids = np.zeros(0, dtype=np.int32)
+        self._probs = np.zeros(0, dtype=np.float32)
+        self._tentative_ids = np.zeros(0, dtype=np.int32)
+        self._tentative_probs = np.zeros(0, dtype=np.float32)
+        self.hypothesis = Hypothesis((), ())
+
+    @property
+    def stable_frames(self) -> int:
+        return int(self._ids.size)
+
+    @property
+    def done(self) -> bool:
+        """Closed and every frame decoded: ready for its final."""
+        return self.closed and self._planner.next(self.stable_frames, len(self.audio), True) is None
+
+    @property
+    def backlog(self) -> int:
+        """Samples received but not yet stable (what inference still owes this utterance)."""
+        return max(0, len(self.audio) - self.stable_frames * self._planner.geometry.stride)
+
+    def append(self, samples: np.ndarray) -> None:
+        self.audio.append(samples)
+
+    def close(self, reason: str, speech_end_sample: int) -> None:
+        self.closed = True
+        self.reason = reason
+        self.speech_end_sample = speech_end_sample
+
+    def next_request(self) -> WindowRequest | None:
+        plan = self._planner.next(self.stable_frames, len(self.audio), self.closed)
+        if plan is None:
+            return None
+        return WindowRequest(self.id, plan, self.audio.slice(plan.start, plan.end))
+
+    def apply(self, plan: WindowPlan, logprobs: np.ndarray) -> Hypothesis:
+        """Stitch one window's output in; returns the new hypothesis."""
+        if plan.keep_from != self.stable_frames:
+            raise RuntimeError("window result does not continue the stable frames")
+        ids, probs = best_path(logprobs)
+        offset = plan.start // self._planner.geometry.stride
+        keep = slice(plan.keep_from - offset, plan.keep_to - offset)
+        self._ids = np.concatenate([self._ids, ids[keep]])
+        self._probs = np.concatenate([self._probs, probs[keep]])
+        tail = slice(plan.keep_to - offset, None)
+        self._tentative_ids = ids[tail] if not plan.final else ids[:0]
+        self._tentative_probs = probs[tail] if not plan.final else probs[:0]
+        self.windows_run += 1
+        self.hypothesis = self._stabilizer.update(
+            self._ids,
+            self._probs,
+            self._tentative_ids,
+            self._tentative_probs,
+            final=plan.final,
+        )
+        return self.hypothesis
+
+    def finalize(self) -> Hypothesis:
+        """Commit whatever is left once no window is due any more (idempotent)."""
+        self.hypothesis = self._stabilizer.update(
+            self._ids, self._probs, self._ids[:0], self._probs[:0], final=True
+        )
+        return self.hypothesis

@@ -1,0 +1,95 @@
+"""When a window is due, which samples it covers, and which output frames it keeps.
+
+Windows start on model-frame boundaries, so frame *i* of a window is always frame
+``start / stride + i`` of the utterance with the same receptive field; stitching is then
+pure index arithmetic, like the Hugging Face ASR pipeline's stride chunking: each window
+keeps its centre and drops the frames too close to its edges, except at the utterance's
+own start and end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .config import WindowConfig
+
+
+@dataclass(frozen=True)
+class FrameGeometry:
+    """The convolutional front end's kernels and strides, from the model config."""
+
+    kernels: tuple[int, ...] = (10, 3, 3, 3, 3, 2, 2)
+    strides: tuple[int, ...] = (5, 2, 2, 2, 2, 2, 2)
+
+    @property
+    def stride(self) -> int:
+        total = 1
+        for s in self.strides:
+            total *= s
+        return total
+
+    def frames(self, samples: int) -> int:
+        """Output frames for ``samples`` input samples (as the model computes them)."""
+        length = samples
+        for kernel, stride in zip(self.kernels, self.strides):
+            if length < kernel:
+                return 0
+            length = (length - kernel) // stride + 1
+        return length
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """Samples ``[start, end)`` of the utterance; keep frames ``[keep_from, keep_to)``.
+
+    Frames from ``keep_to`` to the window's last frame are tentative (too little right
+    context to trust); a final window keeps everything to the utterance end.
+    """
+
+    start: int
+    end: int
+    keep_from: int
+    keep_to: int
+    final: bool
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start
+
+
+class WindowPlanner:
+    """Decides the next window of one utterance from how much of it is stable."""
+
+    def __init__(self, config: WindowConfig, geometry: FrameGeometry, sample_rate: int) -> None:
+        config.validate(1000 * geometry.stride // sample_rate)
+        self.geometry = geometry
+        per_ms = sample_rate // 1000
+        self.chunk = config.chunk_ms * per_ms
+        self.left = config.left_context_ms * per_ms
+        self.right = config.right_context_ms * per_ms
+        self.max_chunks = config.max_catchup_chunks
+
+    @property
+    def steady_length(self) -> int:
+        """Window length once an utterance is longer than the left context."""
+        return self.left + self.chunk + self.right
+
+    def next(self, stable_frames: int, available: int, closed: bool) -> WindowPlan | None:
+        """The window to run now, or None when none is due yet (or the utterance is done)."""
+        stride = self.geometry.stride
+        stable_end = stable_frames * stride
+        start = max(0, stable_end - self.left)
+        pending = available - self.right - stable_end
+        chunks = min(pending // self.chunk, self.max_chunks) if pending > 0 else 0
+        if closed:
+            total = self.geometry.frames(available)
+            if stable_frames >= total:
+                return None
+            if available - stable_end <= self.max_chunks * self.chunk + self.right:
+                return WindowPlan(start, available, stable_frames, total, True)
+        elif chunks < 1:
+            return None
+        centre_end = stable_end + chunks * self.chunk
+        return WindowPlan(
+            start, centre_end + self.right, stable_frames, centre_end // stride, False
+        )
