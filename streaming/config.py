@@ -21,7 +21,7 @@ class VadConfig:
 
     aggressiveness: int = 2
     frame_ms: int = 30
-    onset_ms: int = 90
+    onset_ms: int = 180
     onset_ratio: float = 0.8
     preroll_ms: int = 300
     hangover_ms: int = 500

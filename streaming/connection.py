@@ -55,19 +55,17 @@ class StreamConnection:
         self._close_code = 1000
         self._close_reason = ""
         self._finished = asyncio.Event()
-        self._reader_task: asyncio.Task[bool] | None = None
         self.errors_sent = 0
 
     async def run(self) -> None:
         self.outbox.put(protocol.ready(self.session_id, self.model_name))
-        sender = asyncio.create_task(self._sender(), name=f"send-{self.session_id}")
+        reader = asyncio.create_task(self._reader(), name=f"read-{self.session_id}")
         inference = asyncio.create_task(self._inference(), name=f"infer-{self.session_id}")
-        self._reader_task = asyncio.create_task(self._reader(), name=f"read-{self.session_id}")
+        sender = asyncio.create_task(self._sender(), name=f"send-{self.session_id}")
         try:
-            await asyncio.wait([self._reader_task])
-            # A reader cancelled by shutdown() still has finals to deliver.
-            ended = self._reader_task.cancelled() or self._reader_task.result()
-            if ended:
+            await asyncio.wait([reader, inference], return_when=asyncio.FIRST_COMPLETED)
+            # The reader keeps answering (after_end errors) until the last final is out.
+            if inference.done() or reader.result():
                 await inference
                 self.outbox.close()
                 await sender
@@ -76,9 +74,9 @@ class StreamConnection:
             pass
         finally:
             self._finished.set()
-            for task in (self._reader_task, inference, sender):
+            for task in (reader, inference, sender):
                 task.cancel()
-            await asyncio.gather(self._reader_task, inference, sender, return_exceptions=True)
+            await asyncio.gather(reader, inference, sender, return_exceptions=True)
             self.session.cancel_inflight()
             self.log.info(
                 "session closed: %d ms of audio, %d windows, %d finals",
@@ -92,8 +90,7 @@ class StreamConnection:
         self._close_code, self._close_reason = 1001, "server shutting down"
         self._emit(self.session.end("shutdown"))
         self._work.set()
-        if self._reader_task is not None:
-            self._reader_task.cancel()
+        self._drained.set()
         try:
             await asyncio.wait_for(self._finished.wait(), grace)
         except asyncio.TimeoutError:
@@ -103,11 +100,9 @@ class StreamConnection:
     # -- reader ---------------------------------------------------------------------
 
     async def _reader(self) -> bool:
-        """Read frames until ``end`` (True) or until the connection closes (False)."""
-        while not self.session.ended:
+        """Read frames until the connection closes (False) or goes idle (True)."""
+        while True:
             await self._drained.wait()
-            if self.session.ended:
-                break
             try:
                 message = await asyncio.wait_for(self.ws.recv(), self.config.idle_timeout_s)
             except asyncio.TimeoutError:
@@ -115,11 +110,10 @@ class StreamConnection:
                     "idle_timeout",
                     f"no message for {self.config.idle_timeout_s:g} s; ending the stream",
                 )
-                break
+                return True
             except ConnectionClosed:
                 return False
             self._handle(message)
-        return True
 
     def _handle(self, message: str | bytes) -> None:
         try:

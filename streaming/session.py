@@ -143,6 +143,10 @@ class Session:
         return self._inflight is None and not self._utterances
 
     @property
+    def utterances_opened(self) -> int:
+        return self._next_utterance_id
+
+    @property
     def backlog_samples(self) -> int:
         """Model-rate samples received but not yet turned into stable frames."""
         return sum(u.backlog for u in self._utterances)

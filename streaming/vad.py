@@ -17,6 +17,9 @@ from .audio import to_int16_bytes
 from .config import MODEL_SAMPLE_RATE, VadConfig
 
 
+STARTUP_MS = 120
+
+
 class SpeechDetector(Protocol):
     def is_speech(self, buf: bytes, sample_rate: int) -> bool: ...
 
@@ -73,6 +76,9 @@ class VadGate:
         self._preroll_frames = config.preroll_ms // config.frame_ms
         self._hangover_frames = max(1, config.hangover_ms // config.frame_ms)
         self._max_samples = int(config.max_utterance_s * sample_rate)
+        # webrtcvad calls the first ~90 ms of any stream speech while its noise model
+        # settles; those decisions are ignored (the audio still lands in the pre-roll).
+        self._startup_frames = -(-STARTUP_MS // config.frame_ms)
         self._pending = np.zeros(0, dtype=np.float32)
         self._position = 0  # stream sample index of the first sample in ``_pending``
         # Silence state: recent frames (start position, samples, voiced) for onset + pre-roll.
@@ -126,6 +132,7 @@ class VadGate:
         self, frame: np.ndarray, start: int, events: list[VadEvent], audio: list[np.ndarray]
     ) -> None:
         voiced = self._detector.is_speech(to_int16_bytes(frame), self.sample_rate)
+        voiced = voiced and self.frames_seen >= self._startup_frames
         self.frames_seen += 1
         self.voiced_frames += int(voiced)
         end = start + frame.size

@@ -1,0 +1,123 @@
+"""Inference engine: batching across callers, length buckets, fault isolation, OOM retry."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import numpy as np
+import pytest
+
+from streaming.config import EngineConfig
+from streaming.engine import EngineClosed, InferenceEngine, InferenceError
+
+
+class RecordingModel:
+    """Returns each row's first sample as a (1, 2) array; records batch shapes."""
+
+    def __init__(self, fail_on: float | None = None, oom_above: int | None = None) -> None:
+        self.shapes: list[tuple[int, ...]] = []
+        self.fail_on = fail_on
+        self.oom_above = oom_above
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        self.gate.wait()
+        self.shapes.append(batch.shape)
+        if self.oom_above is not None and batch.shape[0] > self.oom_above:
+            raise MemoryError("out of memory")
+        if self.fail_on is not None and (batch[:, 0] == self.fail_on).any():
+            raise ValueError("poisoned input")
+        return np.stack([np.array([[row[0], row.size]], dtype=np.float32) for row in batch])
+
+
+async def infer_many(engine: InferenceEngine, rows: list[np.ndarray]) -> list[object]:
+    return await asyncio.gather(*(engine.infer(r) for r in rows), return_exceptions=True)
+
+
+async def test_concurrent_requests_are_batched_together() -> None:
+    model = RecordingModel()
+    model.gate.clear()
+    async with InferenceEngine(model, EngineConfig(max_batch=8, batch_deadline_ms=50)) as engine:
+        rows = [np.full(100, i, dtype=np.float32) for i in range(8)]
+        task = asyncio.ensure_future(infer_many(engine, rows))
+        await asyncio.sleep(0.1)
+        model.gate.set()
+        results = await task
+    assert [r[0][0] for r in results] == list(range(8))  # type: ignore[index]
+    assert max(s[0] for s in model.shapes) > 1
+    assert engine.stats.requests == 8
+
+
+async def test_different_lengths_are_never_padded_into_one_batch() -> None:
+    model = RecordingModel()
+    async with InferenceEngine(model, EngineConfig(batch_deadline_ms=50)) as engine:
+        rows = [np.zeros(n, dtype=np.float32) for n in (100, 200, 100, 300, 200)]
+        results = await infer_many(engine, rows)
+    assert [r[0][1] for r in results] == [100, 200, 100, 300, 200]  # type: ignore[index]
+    assert all(len(set([s[1]])) == 1 for s in model.shapes)
+
+
+async def test_a_failing_batch_fails_only_its_requests_and_the_engine_goes_on() -> None:
+    model = RecordingModel(fail_on=7.0)
+    async with InferenceEngine(model, EngineConfig(batch_deadline_ms=20)) as engine:
+        results = await infer_many(
+            engine, [np.full(10, 7.0, dtype=np.float32), np.zeros(20, dtype=np.float32)]
+        )
+        assert isinstance(results[0], InferenceError)
+        assert "poisoned input" in str(results[0])
+        assert not isinstance(results[1], BaseException)
+        after = await engine.infer(np.ones(10, dtype=np.float32))
+    assert after[0][0] == 1.0
+    assert engine.stats.failed_requests == 1
+
+
+async def test_out_of_memory_retries_in_smaller_batches() -> None:
+    model = RecordingModel(oom_above=2)
+    model.gate.clear()
+    engine = InferenceEngine(
+        model, EngineConfig(batch_deadline_ms=50), is_oom=lambda e: isinstance(e, MemoryError)
+    )
+    async with engine:
+        task = asyncio.ensure_future(
+            infer_many(engine, [np.full(10, i, dtype=np.float32) for i in range(8)])
+        )
+        await asyncio.sleep(0.1)
+        model.gate.set()
+        results = await task
+    assert [r[0][0] for r in results] == list(range(8))  # type: ignore[index]
+    assert any(s[0] > 2 for s in model.shapes)
+
+
+async def test_cancelled_requests_are_skipped() -> None:
+    model = RecordingModel()
+    model.gate.clear()
+    async with InferenceEngine(model, EngineConfig(batch_deadline_ms=1)) as engine:
+        first = asyncio.ensure_future(engine.infer(np.zeros(10, dtype=np.float32)))
+        await asyncio.sleep(0.05)
+        doomed = asyncio.ensure_future(engine.infer(np.zeros(20, dtype=np.float32)))
+        await asyncio.sleep(0.01)
+        doomed.cancel()
+        model.gate.set()
+        await first
+    assert (1, 20) not in model.shapes
+
+
+async def test_infer_after_stop_raises_engine_closed() -> None:
+    engine = InferenceEngine(RecordingModel())
+    await engine.start()
+    await engine.stop()
+    with pytest.raises(EngineClosed):
+        await engine.infer(np.zeros(10, dtype=np.float32))
+
+
+async def test_full_queue_makes_callers_wait_instead_of_growing() -> None:
+    model = RecordingModel()
+    model.gate.clear()
+    async with InferenceEngine(model, EngineConfig(max_queue=2, max_batch=1)) as engine:
+        tasks = [asyncio.ensure_future(engine.infer(np.zeros(10, dtype=np.float32))) for _ in range(6)]
+        await asyncio.sleep(0.05)
+        assert engine.queue_depth <= 2
+        model.gate.set()
+        await asyncio.gather(*tasks)

@@ -1,0 +1,234 @@
+"""The real server on 127.0.0.1:0, a real websockets client, real webrtcvad and a real model."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from audio_fixtures import RATE, speech_with_pauses, synthesize, to_s16, white_noise
+from conftest import server_config
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+from wsclient import collect_until_close, of_type, recv_json, stream_pcm
+
+from streaming.model import LoadedModel
+from streaming.server import Server
+
+SENTENCES = [
+    "the quick brown fox jumps over the lazy dog",
+    "please call stella and ask her to bring these things",
+    "we also need a small plastic snake",
+    "she can scoop these things into three red bags",
+    "the birch canoe slid on the smooth planks",
+    "glue the sheet to the dark blue background",
+]
+
+
+@pytest.fixture(scope="module")
+def thirty_seconds() -> tuple[np.ndarray, list[object]]:
+    audio, segments = speech_with_pauses(SENTENCES, pause_s=2.0)
+    return audio, segments  # type: ignore[return-value]
+
+
+async def test_ready_message_describes_the_session(server: Server) -> None:
+    async with connect(server.url) as ws:
+        ready = await recv_json(ws)
+    assert ready["type"] == "ready"
+    assert ready["sample_rate"] == 16000 and ready["protocol_version"] == 1
+    assert len(ready["session_id"]) >= 8
+
+
+async def test_speech_with_pauses_gets_one_final_per_utterance_and_monotone_commits(
+    server: Server, thirty_seconds: tuple[np.ndarray, list[object]]
+) -> None:
+    audio, segments = thirty_seconds
+    assert audio.size / RATE > 25
+    messages, code = await stream_pcm(server.url, to_s16(audio))
+    assert code == 1000
+    finals = of_type(messages, "final")
+    assert len(finals) == len(segments)
+    assert [f["utterance_id"] for f in finals] == list(range(len(segments)))
+    for final, segment in zip(finals, segments):
+        assert final["start_ms"] <= segment.start_s * 1000 + 100  # type: ignore[attr-defined]
+        assert final["end_ms"] >= segment.end_s * 1000 - 300  # type: ignore[attr-defined]
+        assert final["reason"] in ("vad", "end")
+    committed: dict[int, str] = {}
+    for m in messages:
+        if m["type"] == "partial":
+            before = committed.get(m["utterance_id"], "")
+            assert m["committed"].startswith(before)
+            committed[m["utterance_id"]] = m["committed"]
+            assert m["audio_ms"] >= m["start_ms"]
+    for final in finals:
+        assert final["text"].startswith(committed.get(final["utterance_id"], ""))
+    assert of_type(messages, "partial"), "live partials were sent"
+
+
+async def test_silence_and_noise_produce_no_text_and_no_model_calls(server: Server) -> None:
+    assert server.engine is not None
+    before = server.engine.stats.requests
+    audio = np.concatenate([np.zeros(RATE * 3, dtype=np.float32), white_noise(5.0, 0.02)])
+    messages, code = await stream_pcm(server.url, to_s16(audio))
+    assert code == 1000
+    assert of_type(messages, "final") == [] and of_type(messages, "partial") == []
+    assert server.engine.stats.requests == before
+
+
+async def test_flush_finalizes_the_current_utterance_immediately(server: Server) -> None:
+    speech = synthesize("testing one two three")
+    async with connect(server.url) as ws:
+        await recv_json(ws)
+        await ws.send(to_s16(np.concatenate([np.zeros(4000, dtype=np.float32), speech])))
+        await ws.send(json.dumps({"type": "flush"}))
+        while (message := await recv_json(ws))["type"] != "final":
+            assert message["type"] == "partial"
+        assert message["reason"] == "flush"
+        await ws.send(json.dumps({"type": "end"}))
+        assert of_type(await collect_until_close(ws), "final") == []
+
+
+@pytest.mark.parametrize("rate", [8000, 32000, 44100, 48000])
+async def test_other_sample_rates_are_resampled(server: Server, rate: int) -> None:
+    import soxr
+
+    speech = synthesize("good morning everybody")
+    audio = np.concatenate([np.zeros(RATE // 2, dtype=np.float32), speech, np.zeros(RATE)])
+    resampled = np.asarray(soxr.resample(audio, RATE, rate), dtype=np.float32)
+    messages, _ = await stream_pcm(
+        server.url, to_s16(resampled), start={"sample_rate": rate}, chunk_bytes=2 * rate // 10
+    )
+    assert of_type(messages, "started")[0]["sample_rate"] == rate
+    [final] = of_type(messages, "final")
+    assert abs(final["end_ms"] - (0.5 + speech.size / RATE) * 1000) < 400
+
+
+async def test_f32le_audio_is_accepted(server: Server) -> None:
+    speech = synthesize("floating point audio")
+    audio = np.concatenate([np.zeros(RATE // 2), speech, np.zeros(RATE)]).astype("<f4")
+    messages, _ = await stream_pcm(
+        server.url, audio.tobytes(), start={"encoding": "pcm_f32le"}, chunk_bytes=6400
+    )
+    assert len(of_type(messages, "final")) == 1
+
+
+BAD_INPUTS: list[tuple[str | bytes, str]] = [
+    ("{oops", "invalid_json"),
+    ('["start"]', "invalid_message"),
+    ('{"type": "rewind"}', "unknown_type"),
+    ('{"type": "start", "sample_rate": 11025}', "unsupported_sample_rate"),
+    ('{"type": "start", "encoding": "ulaw"}', "unsupported_encoding"),
+    ('{"type": "start", "channels": 2}', "unsupported_channels"),
+    ('{"type": "start", "sample_rate": "fast"}', "invalid_field"),
+    (b"\x01\x02\x03", "misaligned_audio"),
+]
+
+
+async def test_every_bad_input_gets_a_precise_error_and_the_session_goes_on(
+    server: Server,
+) -> None:
+    speech = synthesize("still working")
+    async with connect(server.url) as ws:
+        await recv_json(ws)
+        for frame, code in BAD_INPUTS:
+            await ws.send(frame)
+            error = await recv_json(ws)
+            assert (error["type"], error["code"], error["fatal"]) == ("error", code, False)
+            assert error["message"]
+        await ws.send(to_s16(np.concatenate([np.zeros(4000, dtype=np.float32), speech])))
+        await ws.send('{"type": "start"}')
+        assert (await recv_json(ws))["code"] == "start_after_audio"
+        await ws.send(json.dumps({"type": "end"}))
+        await ws.send(b"\0\0")
+        rest = await collect_until_close(ws)
+        assert len(of_type(rest, "final")) == 1
+        assert [e["code"] for e in of_type(rest, "error")] == ["after_end"]
+        assert ws.close_code == 1000
+
+
+async def test_oversized_frame_is_dropped_with_an_error(
+    tiny_model_dir: Path, tiny_model: LoadedModel
+) -> None:
+    config = server_config(tiny_model_dir, max_frame_bytes=1000)
+    async with Server(config, model=tiny_model) as srv, connect(srv.url) as ws:
+        await recv_json(ws)
+        await ws.send(b"\0" * 2000)
+        error = await recv_json(ws)
+        assert error["code"] == "frame_too_large" and "1000" in error["message"]
+        await ws.send(b"\0" * 1000)
+        await ws.send('{"type":"end"}')
+        await collect_until_close(ws)
+        assert ws.close_code == 1000
+
+
+async def test_a_broken_session_does_not_disturb_another(server: Server) -> None:
+    audio, _ = speech_with_pauses(SENTENCES[:2], pause_s=1.0)
+
+    async def vandal() -> None:
+        async with connect(server.url) as ws:
+            await recv_json(ws)
+            for _ in range(20):
+                await ws.send("{bad")
+                await ws.send(b"\x01")
+                await asyncio.sleep(0.01)
+            # and vanish mid-utterance
+            await ws.send(to_s16(audio[: RATE * 2]))
+
+    good, _ = await asyncio.gather(stream_pcm(server.url, to_s16(audio), pace=0.001), vandal())
+    messages, code = good
+    assert code == 1000
+    assert of_type(messages, "error") == []
+    assert len(of_type(messages, "final")) == 2
+
+
+async def test_disconnect_mid_utterance_cleans_up_the_session(server: Server) -> None:
+    audio, _ = speech_with_pauses(SENTENCES[:1], pause_s=0.0)
+    async with connect(server.url) as ws:
+        await recv_json(ws)
+        await ws.send(to_s16(audio))
+    for _ in range(100):
+        if server.active_sessions == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert server.active_sessions == 0
+
+
+async def test_health_endpoint_reports_status(server: Server) -> None:
+    url = server.url.replace("ws://", "http://") + "health"
+    body = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read())
+    health = json.loads(body)
+    assert health["status"] == "ok" and health["sessions"] == 0
+
+
+async def test_full_server_refuses_new_sessions_with_503(
+    tiny_model_dir: Path, tiny_model: LoadedModel
+) -> None:
+    config = server_config(tiny_model_dir, max_sessions=1)
+    async with Server(config, model=tiny_model) as srv, connect(srv.url) as first:
+        await recv_json(first)
+        with pytest.raises(InvalidStatus) as info:
+            async with connect(srv.url):
+                pass
+        assert info.value.response.status_code == 503
+        assert b"server full" in info.value.response.body
+
+
+async def test_shutdown_finalizes_open_utterances_and_closes_with_1001(
+    tiny_model_dir: Path, tiny_model: LoadedModel
+) -> None:
+    speech = synthesize("this sentence is cut short by a server restart")
+    srv = Server(server_config(tiny_model_dir), model=tiny_model)
+    await srv.start()
+    async with connect(srv.url) as ws:
+        await recv_json(ws)
+        await ws.send(to_s16(np.concatenate([np.zeros(4000, dtype=np.float32), speech])))
+        await asyncio.sleep(0.3)
+        shutdown = asyncio.ensure_future(srv.shutdown())
+        messages = await collect_until_close(ws)
+        await shutdown
+    finals = of_type(messages, "final")
+    assert len(finals) == 1 and finals[0]["reason"] == "shutdown"
+    assert ws.close_code == 1001

@@ -1,0 +1,120 @@
+"""Window planning and stitching: frames line up exactly with whole-utterance decoding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from fakes import GEOMETRY, VOCAB, ReceptiveFieldModel
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streaming.config import WindowConfig
+from streaming.decoding import best_path
+from streaming.stabilizer import Stabilizer
+from streaming.utterance import Utterance
+from streaming.windowing import FrameGeometry, WindowPlanner
+
+RATE = 16000
+
+
+def planner(**changes: int) -> WindowPlanner:
+    return WindowPlanner(WindowConfig(**changes), GEOMETRY, RATE)
+
+
+def test_frame_geometry_matches_wav2vec2_conv_stack() -> None:
+    assert GEOMETRY.stride == 320
+    assert GEOMETRY.frames(400) == 1
+    assert GEOMETRY.frames(399) == 0
+    assert GEOMETRY.frames(16000) == 49
+    assert FrameGeometry((10, 3), (5, 2)).frames(100) == 9
+
+
+def test_no_window_until_a_chunk_and_its_right_context_have_arrived() -> None:
+    p = planner(chunk_ms=480, left_context_ms=960, right_context_ms=320)
+    assert p.next(0, 12799, closed=False) is None
+    plan = p.next(0, 12800, closed=False)
+    assert plan is not None
+    assert (plan.start, plan.end, plan.keep_from, plan.keep_to, plan.final) == (
+        0, 12800, 0, 24, False,
+    )  # fmt: skip
+
+
+def test_steady_windows_carry_left_context_and_keep_only_the_chunk() -> None:
+    p = planner(chunk_ms=480, left_context_ms=960, right_context_ms=320)
+    plan = p.next(48, 100_000, closed=False)
+    assert plan is not None
+    assert plan.start == 48 * 320 - 15360
+    assert plan.keep_from == 48
+    assert plan.keep_to == 48 + 4 * 24  # catches up by at most max_catchup_chunks
+    assert plan.length == 15360 + 4 * 7680 + 5120
+
+
+def test_closed_utterance_gets_one_final_window_to_its_end() -> None:
+    p = planner()
+    plan = p.next(24, 20000, closed=True)
+    assert plan is not None and plan.final
+    assert plan.end == 20000
+    assert plan.keep_to == GEOMETRY.frames(20000)
+    assert p.next(plan.keep_to, 20000, closed=True) is None
+
+
+def test_window_lengths_come_from_a_small_set_so_batches_bucket_well() -> None:
+    p = planner()
+    lengths = set()
+    for stable in range(0, 2000, 24):
+        plan = p.next(stable, stable * 320 + 7680 + 5120, closed=False)
+        assert plan is not None
+        lengths.add(plan.length)
+    assert len(lengths) <= 3
+
+
+def stitch(audio: np.ndarray, chunk_sizes: list[int], window: WindowConfig) -> Utterance:
+    """Feed ``audio`` in chunks, running every due window with the receptive-field model."""
+    model = ReceptiveFieldModel()
+    utt = Utterance(0, 0, WindowPlanner(window, GEOMETRY, RATE), Stabilizer(VOCAB))
+    position, i = 0, 0
+    while position < audio.size:
+        size = chunk_sizes[i % len(chunk_sizes)]
+        utt.append(audio[position : position + size])
+        position += size
+        i += 1
+        while (request := utt.next_request()) is not None:
+            utt.apply(request.plan, model.window(request.samples))
+    utt.close("end", audio.size)
+    while (request := utt.next_request()) is not None:
+        utt.apply(request.plan, model.window(request.samples))
+    return utt
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seconds=st.floats(0.05, 6.0),
+    chunks=st.lists(st.integers(1, 9000), min_size=1, max_size=5),
+    chunk_frames=st.integers(1, 40),
+    left_frames=st.integers(0, 60),
+    right_frames=st.integers(2, 30),
+    seed=st.integers(0, 1000),
+)
+def test_stitched_frames_equal_whole_utterance_frames(
+    seconds: float,
+    chunks: list[int],
+    chunk_frames: int,
+    left_frames: int,
+    right_frames: int,
+    seed: int,
+) -> None:
+    audio = np.random.default_rng(seed).standard_normal(int(seconds * RATE)).astype(np.float32)
+    window = WindowConfig(chunk_frames * 20, left_frames * 20, right_frames * 20)
+    utt = stitch(audio, chunks, window)
+    whole_ids, _ = best_path(ReceptiveFieldModel().window(audio)) if audio.size >= 400 else (
+        np.zeros(0, dtype=np.int32), None,
+    )
+    assert utt.stable_frames == GEOMETRY.frames(audio.size)
+    assert np.array_equal(utt._ids, whole_ids)
+
+
+def test_window_config_rejects_values_off_the_frame_grid() -> None:
+    with pytest.raises(ValueError, match="multiple of 20"):
+        planner(chunk_ms=250)
+    with pytest.raises(ValueError, match="right context"):
+        planner(right_context_ms=20)
