@@ -56,8 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument(
         "--device",
         default=d.model.device,
-        help="'auto' (CUDA if present, else CPU), 'cpu', 'cuda' or 'cuda:N' "
-        "(default: %(default)s)",
+        help="'auto' (CUDA if present, else CPU), 'cpu', 'cuda' or 'cuda:N' (default: %(default)s)",
     )
     m.add_argument(
         "--dtype",
@@ -65,9 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("auto", "fp32", "fp16", "bf16"),
         help="weights/activations type; auto = fp16 on CUDA, fp32 on CPU (default: %(default)s)",
     )
-    m.add_argument(
-        "--no-warmup", action="store_true", help="skip the warm-up inference at start"
-    )
+    m.add_argument("--no-warmup", action="store_true", help="skip the warm-up inference at start")
     m.add_argument(
         "--keep-case", action="store_true", help="keep the model's letter case (default: lower)"
     )
@@ -117,8 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--chunk-ms",
         type=int,
         default=d.window.chunk_ms,
-        help="hop: new audio per window, the part each window makes stable "
-        "(default: %(default)s)",
+        help="hop: new audio per window, the part each window makes stable (default: %(default)s)",
     )
     w.add_argument(
         "--left-context-ms",
@@ -276,8 +272,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"streaming-server: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"streaming-server: error: cannot listen on {config.host}:{config.port}: {exc}",
-              file=sys.stderr)
+        print(
+            f"streaming-server: error: cannot listen on {config.host}:{config.port}: {exc}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

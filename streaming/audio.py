@@ -84,4 +84,5 @@ class Resampler:
 
 def to_int16_bytes(samples: np.ndarray) -> bytes:
     """float32 [-1, 1] → s16le bytes (what webrtcvad consumes)."""
-    return (np.clip(samples, -1.0, 32767 / 32768) * 32768.0).astype("<i2").tobytes()
+    pcm = (np.clip(samples, -1.0, 32767 / 32768) * 32768.0).astype("<i2")
+    return bytes(pcm.tobytes())

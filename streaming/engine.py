@@ -10,6 +10,7 @@ the batch in halves.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -166,7 +167,7 @@ class InferenceEngine:
         began = time.perf_counter()
         try:
             outputs = self.model.infer(np.stack([j.samples for j in group]))
-        except Exception as exc:  # noqa: BLE001 - a bad batch must not kill the engine
+        except Exception as exc:
             if self._is_oom(exc) and len(group) > 1:
                 log.warning("out of memory on a batch of %d; retrying in halves", len(group))
                 _empty_cuda_cache()
@@ -199,10 +200,9 @@ def _resolve(job: _Job, value: np.ndarray | None, error: BaseException | None) -
         else:
             job.future.set_result(value)  # type: ignore[arg-type]
 
-    try:
+    # A closed loop means nobody is waiting any more.
+    with contextlib.suppress(RuntimeError):
         job.loop.call_soon_threadsafe(settle)
-    except RuntimeError:  # the loop is closed: nobody is waiting any more
-        pass
 
 
 def _is_cuda_oom(exc: BaseException) -> bool:

@@ -123,7 +123,7 @@ def load_model(config: ModelConfig, *, threads: int | None = None) -> LoadedMode
         tokenizer = Wav2Vec2CTCTokenizer.from_pretrained(source)
         extractor = Wav2Vec2FeatureExtractor.from_pretrained(source)
         model = _load_weights(Wav2Vec2ForCTC, source, dtype)
-    except (OSError, ValueError, EnvironmentError) as exc:
+    except (OSError, ValueError) as exc:
         raise ModelLoadError(_load_hint(config.name, exc)) from exc
     if extractor.sampling_rate != MODEL_SAMPLE_RATE:
         raise ModelLoadError(

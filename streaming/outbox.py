@@ -27,9 +27,8 @@ class Outbox:
             return
         if message.get("type") == "partial":
             for index, queued in enumerate(self._items):
-                if (
-                    queued.get("type") == "partial"
-                    and queued.get("utterance_id") == message.get("utterance_id")
+                if queued.get("type") == "partial" and queued.get("utterance_id") == message.get(
+                    "utterance_id"
                 ):
                     self._items[index] = message
                     self.coalesced += 1

@@ -44,9 +44,7 @@ def parse_client_text(text: str) -> ClientMessage:
         detail = exc.msg if isinstance(exc, json.JSONDecodeError) else "nesting too deep"
         raise StreamError("invalid_json", f"text frame is not valid JSON: {detail}") from None
     if not isinstance(data, dict):
-        raise StreamError(
-            "invalid_message", f"expected a JSON object, got {_json_type(data)}"
-        )
+        raise StreamError("invalid_message", f"expected a JSON object, got {_json_type(data)}")
     kind = data.get("type")
     if not isinstance(kind, str):
         raise StreamError("invalid_message", 'message needs a string "type" field')
@@ -73,9 +71,7 @@ def _parse_start(data: dict[str, Any]) -> Start:
         )
     encoding = data.get("encoding", "pcm_s16le")
     if not isinstance(encoding, str):
-        raise StreamError(
-            "invalid_field", f"encoding must be a string, got {_json_type(encoding)}"
-        )
+        raise StreamError("invalid_field", f"encoding must be a string, got {_json_type(encoding)}")
     channels = data.get("channels", 1)
     if channels != 1 or isinstance(channels, bool):
         raise StreamError(

@@ -40,17 +40,20 @@ def save_processor(path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True)
     vocab_file = path / "vocab.json"
     vocab_file.write_text(json.dumps(BASE_960H_VOCAB))
-    tokenizer = Wav2Vec2CTCTokenizer(
+    tokenizer = Wav2Vec2CTCTokenizer(  # type: ignore[no-untyped-call]
         str(vocab_file), unk_token="<unk>", pad_token="<pad>", word_delimiter_token="|"
     )
-    extractor = Wav2Vec2FeatureExtractor(
+    extractor = Wav2Vec2FeatureExtractor(  # type: ignore[no-untyped-call]
         feature_size=1,
         sampling_rate=16000,
         padding_value=0.0,
         do_normalize=True,
         return_attention_mask=False,
     )
-    Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(str(path))
+    processor = Wav2Vec2Processor(  # type: ignore[no-untyped-call]
+        feature_extractor=extractor, tokenizer=tokenizer
+    )
+    processor.save_pretrained(str(path))
     # transformers 5 bundles both into processor_config.json; 4.x reads these two files.
     extractor.save_pretrained(str(path))
     tokenizer.save_pretrained(str(path))

@@ -31,7 +31,7 @@ class SampleBuffer:
         self._size = needed
 
     def slice(self, start: int, end: int) -> np.ndarray:
-        return self._data[start:end].copy()
+        return np.array(self._data[start:end])
 
 
 @dataclass(frozen=True)

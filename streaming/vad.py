@@ -16,7 +16,6 @@ import numpy as np
 from .audio import to_int16_bytes
 from .config import MODEL_SAMPLE_RATE, VadConfig
 
-
 STARTUP_MS = 120
 
 

@@ -116,7 +116,8 @@ async def test_full_queue_makes_callers_wait_instead_of_growing() -> None:
     model = RecordingModel()
     model.gate.clear()
     async with InferenceEngine(model, EngineConfig(max_queue=2, max_batch=1)) as engine:
-        tasks = [asyncio.ensure_future(engine.infer(np.zeros(10, dtype=np.float32))) for _ in range(6)]
+        row = np.zeros(10, dtype=np.float32)
+        tasks = [asyncio.ensure_future(engine.infer(row)) for _ in range(6)]
         await asyncio.sleep(0.05)
         assert engine.queue_depth <= 2
         model.gate.set()

@@ -42,9 +42,7 @@ def test_final_commits_everything_left() -> None:
     assert hyp.tentative == ()
 
 
-segments = st.lists(
-    st.tuples(st.booleans(), st.floats(0.05, 2.5)), min_size=1, max_size=8
-)
+segments = st.lists(st.tuples(st.booleans(), st.floats(0.05, 2.5)), min_size=1, max_size=8)
 
 
 @settings(max_examples=60, deadline=None)
@@ -70,9 +68,8 @@ def test_committed_text_is_a_prefix_of_every_later_committed_text_and_of_the_fin
     audio = np.concatenate(parts)
     pcm = (np.clip(audio, -1, 0.99) * 32767).astype("<i2").tobytes()
     model = ReceptiveFieldModel(context_noise, seed)
-    session = Session(
-        VOCAB, GEOMETRY, VadConfig(max_utterance_s=2.0), WindowConfig(), detector_factory=loud_detector
-    )
+    vad = VadConfig(max_utterance_s=2.0)
+    session = Session(VOCAB, GEOMETRY, vad, WindowConfig(), detector_factory=loud_detector)
     events: list[Partial | Final] = []
 
     def pump() -> None:

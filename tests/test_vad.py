@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from audio_fixtures import RATE, synthesize, white_noise
 
 from streaming.config import VadConfig
-from streaming.vad import SpeechAudio, SpeechEnd, SpeechStart, VadGate, VadEvent
+from streaming.vad import SpeechAudio, SpeechStart, VadEvent, VadGate
 
 
 class LoudIsSpeech:
@@ -81,7 +83,7 @@ def test_max_utterance_length_splits_continuous_speech_without_losing_audio() ->
     found = utterances(events)
     assert [r for *_, r in found] == ["max_length", "max_length", "max_length", "vad"]
     # Utterances tile the audio: each starts where the previous one ended.
-    for (s1, n1, _, _), (s2, _, _, _) in zip(found, found[1:]):
+    for (s1, n1, _, _), (s2, _, _, _) in itertools.pairwise(found):
         assert s1 + n1 == s2
 
 

@@ -106,8 +106,13 @@ def test_stitched_frames_equal_whole_utterance_frames(
     audio = np.random.default_rng(seed).standard_normal(int(seconds * RATE)).astype(np.float32)
     window = WindowConfig(chunk_frames * 20, left_frames * 20, right_frames * 20)
     utt = stitch(audio, chunks, window)
-    whole_ids, _ = best_path(ReceptiveFieldModel().window(audio)) if audio.size >= 400 else (
-        np.zeros(0, dtype=np.int32), None,
+    whole_ids, _ = (
+        best_path(ReceptiveFieldModel().window(audio))
+        if audio.size >= 400
+        else (
+            np.zeros(0, dtype=np.int32),
+            None,
+        )
     )
     assert utt.stable_frames == GEOMETRY.frames(audio.size)
     assert np.array_equal(utt._ids, whole_ids)
