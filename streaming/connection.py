@@ -1,9 +1,9 @@
-"""One websocket connection speaking the native protocol, driving one Session.
+"""One websocket connection speaking the native protocol (docs/protocol.md).
 
-Three sibling tasks per connection: the reader (this handler: frames → session), the
-inference loop (session windows → shared engine → events) and the sender (outbox →
-socket). Reading pauses while the session owes the engine more than ``backlog_high_s`` of
-audio, which pushes back on the client through TCP instead of buffering without bound.
+Three sibling tasks per connection: the reader (frames → session), the driver's inference
+loop (windows → shared engine → events) and the sender (outbox → socket). Reading pauses
+while the session owes the engine more than ``backlog_high_s`` of audio, which pushes back
+on the client through TCP instead of buffering without bound.
 """
 
 from __future__ import annotations
@@ -11,14 +11,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from . import protocol
-from .config import MODEL_SAMPLE_RATE, ServerConfig
-from .engine import EngineClosed, InferenceEngine, InferenceError
+from .config import ServerConfig
+from .driver import SessionDriver
+from .engine import InferenceEngine
 from .errors import StreamError
 from .events import Event
 from .outbox import Outbox
@@ -27,31 +29,38 @@ from .session import Session
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class ConnectionContext:
+    """What every protocol front end gets for one accepted websocket."""
+
+    ws: ServerConnection
+    session: Session
+    engine: InferenceEngine
+    config: ServerConfig
+    session_id: str
+    model_name: str
+
+
+class Endpoint(Protocol):
+    """A protocol front end serving one connection."""
+
+    async def run(self) -> None: ...
+
+    async def shutdown(self, grace: float) -> None: ...
+
+
 class StreamConnection:
     """Runs until the client ends the stream, disconnects, or the server shuts down."""
 
-    def __init__(
-        self,
-        ws: ServerConnection,
-        session: Session,
-        engine: InferenceEngine,
-        config: ServerConfig,
-        session_id: str,
-        model_name: str,
-    ) -> None:
-        self.ws = ws
-        self.session = session
-        self.engine = engine
-        self.config = config
-        self.session_id = session_id
-        self.model_name = model_name
-        self.log = logging.LoggerAdapter(log, {"session": session_id})
+    def __init__(self, ctx: ConnectionContext) -> None:
+        self.ws = ctx.ws
+        self.session = ctx.session
+        self.config = ctx.config
+        self.session_id = ctx.session_id
+        self.model_name = ctx.model_name
+        self.log = logging.LoggerAdapter(log, {"session": ctx.session_id})
         self.outbox = Outbox()
-        self._work = asyncio.Event()
-        self._drained = asyncio.Event()
-        self._drained.set()
-        self._high = int(config.backlog_high_s * MODEL_SAMPLE_RATE)
-        self._low = int(config.backlog_low_s * MODEL_SAMPLE_RATE)
+        self.driver = SessionDriver(ctx.session, ctx.engine, ctx.config, self._emit)
         self._close_code = 1000
         self._close_reason = ""
         self._finished = asyncio.Event()
@@ -59,14 +68,15 @@ class StreamConnection:
 
     async def run(self) -> None:
         self.outbox.put(protocol.ready(self.session_id, self.model_name))
+        self.driver.start()
         reader = asyncio.create_task(self._reader(), name=f"read-{self.session_id}")
-        inference = asyncio.create_task(self._inference(), name=f"infer-{self.session_id}")
+        finished = asyncio.create_task(self.driver.finished(), name=f"fin-{self.session_id}")
         sender = asyncio.create_task(self._sender(), name=f"send-{self.session_id}")
         try:
-            await asyncio.wait([reader, inference], return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([reader, finished], return_when=asyncio.FIRST_COMPLETED)
             # The reader keeps answering (after_end errors) until the last final is out.
-            if inference.done() or reader.result():
-                await inference
+            if finished.done() or reader.result():
+                await finished
                 self.outbox.close()
                 await sender
                 await self.ws.close(self._close_code, self._close_reason)
@@ -74,10 +84,10 @@ class StreamConnection:
             pass
         finally:
             self._finished.set()
-            for task in (reader, inference, sender):
+            for task in (reader, finished, sender):
                 task.cancel()
-            await asyncio.gather(reader, inference, sender, return_exceptions=True)
-            self.session.cancel_inflight()
+            await asyncio.gather(reader, finished, sender, return_exceptions=True)
+            await self.driver.aclose()
             self.log.info(
                 "session closed: %d ms of audio, %d windows, %d finals",
                 self.session.audio_ms,
@@ -88,9 +98,7 @@ class StreamConnection:
     async def shutdown(self, grace: float) -> None:
         """Server is stopping: finalize open utterances, send finals, close with 1001."""
         self._close_code, self._close_reason = 1001, "server shutting down"
-        self._emit(self.session.end("shutdown"))
-        self._work.set()
-        self._drained.set()
+        self.driver.end("shutdown")
         try:
             await asyncio.wait_for(self._finished.wait(), grace)
         except asyncio.TimeoutError:
@@ -102,7 +110,7 @@ class StreamConnection:
     async def _reader(self) -> bool:
         """Read frames until the connection closes (False) or goes idle (True)."""
         while True:
-            await self._drained.wait()
+            await self.driver.readable()
             try:
                 message = await asyncio.wait_for(self.ws.recv(), self.config.idle_timeout_s)
             except asyncio.TimeoutError:
@@ -113,19 +121,13 @@ class StreamConnection:
                 return True
             except ConnectionClosed:
                 return False
-            self._handle(message)
-
-    def _handle(self, message: str | bytes) -> None:
-        try:
-            if isinstance(message, bytes):
-                self._handle_audio(message)
-            else:
-                self._handle_text(message)
-        except StreamError as exc:
-            self._send_error(exc.code, exc.message, fatal=exc.fatal)
-            if exc.fatal:
-                self._emit(self.session.end("end"))
-        self._work.set()
+            try:
+                if isinstance(message, bytes):
+                    self._handle_audio(message)
+                else:
+                    self._handle_text(message)
+            except StreamError as exc:
+                self._send_error(exc.code, exc.message, fatal=exc.fatal)
 
     def _handle_audio(self, data: bytes) -> None:
         if len(data) > self.config.max_frame_bytes:
@@ -134,62 +136,34 @@ class StreamConnection:
                 f"binary frame of {len(data)} bytes exceeds the limit of "
                 f"{self.config.max_frame_bytes} bytes; frame dropped",
             )
-        self._emit(self.session.feed(data))
+        self.driver.feed(data)
         if self.session.audio_ms > self.config.max_session_s * 1000:
             self._fatal(
                 "session_too_long",
                 f"stream longer than the limit of {self.config.max_session_s:g} s",
             )
-        self._check_backlog()
 
     def _handle_text(self, text: str) -> None:
         if self.session.ended:
             raise StreamError("after_end", "message received after end")
         message = protocol.parse_client_text(text)
         if isinstance(message, protocol.Start):
-            self.session.start(message.format)
+            self.driver.begin(message.format)
             self.outbox.put(protocol.started(message.format))
         elif isinstance(message, protocol.Flush):
-            self._emit(self.session.flush())
+            self.driver.flush()
         else:
-            self._emit(self.session.end("end"))
+            self.driver.end("end")
 
     def _fatal(self, code: str, message: str) -> None:
         self._send_error(code, message, fatal=True)
-        self._emit(self.session.end("end"))
+        self.driver.end("end")
         self._close_code, self._close_reason = 1008, code
 
     def _send_error(self, code: str, message: str, *, fatal: bool) -> None:
         self.errors_sent += 1
         self.log.info("client error %s: %s", code, message)
         self.outbox.put(protocol.error(code, message, fatal=fatal))
-
-    def _check_backlog(self) -> None:
-        backlog = self.session.backlog_samples
-        if backlog > self._high:
-            self._drained.clear()
-        elif backlog <= self._low:
-            self._drained.set()
-
-    # -- inference ------------------------------------------------------------------
-
-    async def _inference(self) -> None:
-        while True:
-            request = self.session.next_request()
-            if request is None:
-                if self.session.ended and self.session.idle:
-                    return
-                self._work.clear()
-                await self._work.wait()
-                continue
-            try:
-                logprobs = await self.engine.infer(request.samples)
-            except (InferenceError, EngineClosed) as exc:
-                events = self.session.fail(request, str(exc))
-            else:
-                events = self.session.complete(request, logprobs)
-            self._emit(events)
-            self._check_backlog()
 
     def _emit(self, events: list[Event]) -> None:
         for event in events:

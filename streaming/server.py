@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
@@ -20,7 +21,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request, Response
 
 from .config import MODEL_SAMPLE_RATE, ServerConfig
-from .connection import StreamConnection
+from .connection import ConnectionContext, Endpoint, StreamConnection
 from .engine import InferenceEngine
 from .model import LoadedModel, load_model
 from .session import Session
@@ -28,7 +29,12 @@ from .windowing import WindowPlanner
 
 log = logging.getLogger(__name__)
 
-STREAM_PATHS = ("/", "/v1/stream")
+EndpointFactory = Callable[[ConnectionContext], Endpoint]
+
+
+def endpoints() -> dict[str, EndpointFactory]:
+    """URL path → protocol front end."""
+    return {"/": StreamConnection, "/v1/stream": StreamConnection}
 
 
 class Server:
@@ -40,7 +46,8 @@ class Server:
         self.model = model
         self.engine: InferenceEngine | None = None
         self._ws: WsServer | None = None
-        self._connections: set[StreamConnection] = set()
+        self._connections: set[Endpoint] = set()
+        self._endpoints = endpoints()
         self._closing = False
         self.sessions_total = 0
 
@@ -123,7 +130,7 @@ class Server:
         path = request.path.split("?", 1)[0]
         if path == "/health":
             return _json_response(connection, HTTPStatus.OK, self.health())
-        if path not in STREAM_PATHS:
+        if path not in self._endpoints:
             return _json_response(
                 connection, HTTPStatus.NOT_FOUND, {"error": f"no endpoint at {path}"}
             )
@@ -160,12 +167,20 @@ class Server:
         session = Session(
             self.model.vocab, self.model.geometry, self.config.vad, self.config.window
         )
-        connection = StreamConnection(
+        assert ws.request is not None
+        factory = self._endpoints[ws.request.path.split("?", 1)[0]]
+        context = ConnectionContext(
             ws, session, self.engine, self.config, session_id, self.config.model.name
         )
+        connection = factory(context)
         self._connections.add(connection)
         self.sessions_total += 1
-        connection.log.info("session opened from %s", _peer(ws))
+        log.info(
+            "session opened from %s on %s",
+            _peer(ws),
+            ws.request.path.split("?", 1)[0],
+            extra={"session": session_id},
+        )
         try:
             await connection.run()
         finally:

@@ -1,0 +1,118 @@
+"""Drives one Session against the shared engine: the inference loop and back-pressure.
+
+Protocol front ends (native, Vosk, WhisperLive, Deepgram) differ only in how they read
+frames and word their messages; all of them feed audio through a driver and receive the
+same events, so VAD, windowing and stabilisation behave identically on every endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+from .audio import AudioFormat
+from .config import MODEL_SAMPLE_RATE, ServerConfig
+from .engine import EngineClosed, InferenceEngine, InferenceError
+from .events import Event
+from .session import Session
+
+EventSink = Callable[[list[Event]], None]
+
+
+class SessionDriver:
+    """Feed it audio and control messages; events come out through ``sink``."""
+
+    def __init__(
+        self,
+        session: Session,
+        engine: InferenceEngine,
+        config: ServerConfig,
+        sink: EventSink,
+    ) -> None:
+        self.session = session
+        self.engine = engine
+        self._sink = sink
+        self._work = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self._high = int(config.backlog_high_s * MODEL_SAMPLE_RATE)
+        self._low = int(config.backlog_low_s * MODEL_SAMPLE_RATE)
+        self._task: asyncio.Task[None] | None = None
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._inference(), name="inference")
+
+    async def finished(self) -> None:
+        """Wait until the session has ended and every final has been emitted."""
+        assert self._task is not None, "driver not started"
+        await asyncio.shield(self._task)
+
+    @property
+    def done(self) -> bool:
+        return self._task is not None and self._task.done()
+
+    async def aclose(self) -> None:
+        """Drop everything at once (client gone): no leaked task or engine work."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self.session.cancel_inflight()
+
+    # -- input ----------------------------------------------------------------------
+
+    def begin(self, fmt: AudioFormat) -> None:
+        self.session.start(fmt)
+
+    def feed(self, data: bytes) -> None:
+        """One binary frame; raises StreamError (non-fatal) for a bad one."""
+        self._emit(self.session.feed(data))
+        self._check_backlog()
+        self._work.set()
+
+    def flush(self) -> None:
+        self._emit(self.session.flush())
+        self._work.set()
+
+    def end(self, reason: str = "end") -> None:
+        self._emit(self.session.end(reason))
+        self._work.set()
+        self._drained.set()
+
+    async def readable(self) -> None:
+        """Returns once the session owes the engine little enough to accept more audio."""
+        await self._drained.wait()
+
+    # -- inference ------------------------------------------------------------------
+
+    async def _inference(self) -> None:
+        while True:
+            request = self.session.next_request()
+            if request is None:
+                if self.session.ended and self.session.idle:
+                    return
+                self._work.clear()
+                await self._work.wait()
+                continue
+            try:
+                logprobs = await self.engine.infer(request.samples)
+            except (InferenceError, EngineClosed) as exc:
+                events = self.session.fail(request, str(exc))
+            else:
+                events = self.session.complete(request, logprobs)
+            self._emit(events)
+            self._check_backlog()
+
+    def _emit(self, events: list[Event]) -> None:
+        if events:
+            self._sink(events)
+
+    def _check_backlog(self) -> None:
+        backlog = self.session.backlog_samples
+        if backlog > self._high:
+            self._drained.clear()
+        elif backlog <= self._low or self.session.ended:
+            self._drained.set()
