@@ -8,8 +8,16 @@ import logging
 import signal
 import sys
 
-from .config import EngineConfig, ModelConfig, ServerConfig, VadConfig, WindowConfig
+from .config import (
+    ROOT_PROTOCOLS,
+    EngineConfig,
+    ModelConfig,
+    ServerConfig,
+    VadConfig,
+    WindowConfig,
+)
 from .errors import ModelLoadError
+from .security import load_tokens
 from .server import Server
 
 log = logging.getLogger("streaming")
@@ -28,7 +36,9 @@ examples:
   python -m streaming --model facebook/wav2vec2-base-960h --device cuda --dtype fp16
   python -m streaming --model /path/to/checkpoint --port 9000 --host 0.0.0.0
 
-endpoints: ws://HOST:PORT/ (native protocol), GET /health
+endpoints: ws://HOST:PORT/ (native protocol, or --protocol), /v1/stream (native),
+  /vosk (Vosk server), /whisperlive (WhisperLive), /v1/listen (Deepgram live; see
+  docs/compat.md), GET /health, GET /metrics (Prometheus)
 """
 
 
@@ -44,6 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument("--host", default=d.host, help="interface to bind (default: %(default)s)")
     net.add_argument(
         "--port", type=int, default=d.port, help="TCP port, 0 = any free (default: %(default)s)"
+    )
+    net.add_argument(
+        "--protocol",
+        choices=ROOT_PROTOCOLS,
+        default=d.protocol,
+        help="what ws://HOST:PORT/ speaks, for stock Vosk or WhisperLive clients; /vosk, "
+        "/whisperlive and /v1/listen (Deepgram) are always served (default: %(default)s)",
     )
 
     m = p.add_argument_group("model")
@@ -180,6 +197,31 @@ def build_parser() -> argparse.ArgumentParser:
         default=d.shutdown_grace_s,
         help="time allowed to send finals on SIGTERM/SIGINT (default: %(default)s)",
     )
+    sec = p.add_argument_group("security")
+    sec.add_argument(
+        "--auth-token",
+        action="append",
+        default=[],
+        metavar="TOKEN",
+        help="require this token (Authorization: Bearer TOKEN, or ?token=TOKEN); repeat for "
+        "several; also read from $STREAMING_AUTH_TOKENS (comma-separated)",
+    )
+    sec.add_argument(
+        "--auth-token-file",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="file with one accepted token per line (# comments allowed)",
+    )
+    sec.add_argument("--tls-cert", metavar="FILE", help="TLS certificate (PEM): serve wss://")
+    sec.add_argument("--tls-key", metavar="FILE", help="TLS private key (PEM)")
+    sec.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="accept browser connections only from this Origin (repeatable); default: any origin",
+    )
     p.add_argument(
         "--log-level",
         default="INFO",
@@ -193,6 +235,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     return ServerConfig(
         host=args.host,
         port=args.port,
+        protocol=args.protocol,
         model=ModelConfig(
             name=args.model,
             device=args.device,
@@ -223,6 +266,10 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         max_session_s=args.max_session_s,
         idle_timeout_s=args.idle_timeout_s,
         shutdown_grace_s=args.shutdown_grace_s,
+        auth_tokens=load_tokens(args.auth_token, args.auth_token_file),
+        tls_cert_file=args.tls_cert,
+        tls_key_file=args.tls_key,
+        allowed_origins=tuple(args.allow_origin),
     )
 
 
@@ -263,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = config_from_args(args)
         config.validate()
-    except ValueError as exc:
+    except (ValueError, OSError) as exc:
         print(f"streaming-server: error: {exc}", file=sys.stderr)
         return 2
     try:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 SUPPORTED_SAMPLE_RATES = (8000, 16000, 32000, 44100, 48000)
 SUPPORTED_ENCODINGS = ("pcm_s16le", "pcm_f32le")
 MODEL_SAMPLE_RATE = 16000
+ROOT_PROTOCOLS = ("native", "vosk", "whisperlive")
 
 
 @dataclass(frozen=True)
@@ -117,8 +118,12 @@ class ServerConfig:
     idle_timeout_s: float = 60.0
     backlog_high_s: float = 10.0
     backlog_low_s: float = 5.0
-    outbox_size: int = 256
     shutdown_grace_s: float = 10.0
+    auth_tokens: tuple[str, ...] = field(default=(), repr=False)
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    allowed_origins: tuple[str, ...] = ()
+    protocol: str = "native"  # what "/" speaks: stock Vosk and WhisperLive clients connect there
 
     def validate(self) -> None:
         self.model.validate()
@@ -135,6 +140,10 @@ class ServerConfig:
             raise ValueError("backlog low-water mark must be in (0, high-water mark]")
         if self.idle_timeout_s <= 0 or self.max_session_s <= 0 or self.shutdown_grace_s < 0:
             raise ValueError("timeouts must be positive")
+        if self.protocol not in ROOT_PROTOCOLS:
+            raise ValueError(f"protocol must be one of {', '.join(ROOT_PROTOCOLS)}")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("TLS needs both a certificate file and a key file")
 
     def replace(self, **changes: object) -> ServerConfig:
         """Return a copy with ``changes``; nested configs are replaced whole."""

@@ -23,6 +23,7 @@ from .driver import SessionDriver
 from .engine import InferenceEngine
 from .errors import StreamError
 from .events import Event
+from .metrics import Metrics
 from .outbox import Outbox
 from .session import Session
 
@@ -39,6 +40,7 @@ class ConnectionContext:
     config: ServerConfig
     session_id: str
     model_name: str
+    metrics: Metrics
 
 
 class Endpoint(Protocol):
@@ -60,7 +62,8 @@ class StreamConnection:
         self.model_name = ctx.model_name
         self.log = logging.LoggerAdapter(log, {"session": ctx.session_id})
         self.outbox = Outbox()
-        self.driver = SessionDriver(ctx.session, ctx.engine, ctx.config, self._emit)
+        self.metrics = ctx.metrics
+        self.driver = SessionDriver(ctx.session, ctx.engine, ctx.config, self._emit, ctx.metrics)
         self._close_code = 1000
         self._close_reason = ""
         self._finished = asyncio.Event()
@@ -162,6 +165,7 @@ class StreamConnection:
 
     def _send_error(self, code: str, message: str, *, fatal: bool) -> None:
         self.errors_sent += 1
+        self.metrics.errors.labels(code).inc()
         self.log.info("client error %s: %s", code, message)
         self.outbox.put(protocol.error(code, message, fatal=fatal))
 

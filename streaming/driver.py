@@ -14,7 +14,8 @@ from collections.abc import Callable
 from .audio import AudioFormat
 from .config import MODEL_SAMPLE_RATE, ServerConfig
 from .engine import EngineClosed, InferenceEngine, InferenceError
-from .events import Event
+from .events import Event, Final, Partial
+from .metrics import Metrics
 from .session import Session
 
 EventSink = Callable[[list[Event]], None]
@@ -29,8 +30,10 @@ class SessionDriver:
         engine: InferenceEngine,
         config: ServerConfig,
         sink: EventSink,
+        metrics: Metrics | None = None,
     ) -> None:
         self.session = session
+        self.metrics = metrics
         self.engine = engine
         self._sink = sink
         self._work = asyncio.Event()
@@ -69,7 +72,10 @@ class SessionDriver:
 
     def feed(self, data: bytes) -> None:
         """One binary frame; raises StreamError (non-fatal) for a bad one."""
+        before = self.session.audio_ms
         self._emit(self.session.feed(data))
+        if self.metrics is not None:
+            self.metrics.audio_seconds.inc((self.session.audio_ms - before) / 1000)
         self._check_backlog()
         self._work.set()
 
@@ -107,8 +113,17 @@ class SessionDriver:
             self._check_backlog()
 
     def _emit(self, events: list[Event]) -> None:
-        if events:
-            self._sink(events)
+        if not events:
+            return
+        if self.metrics is not None:
+            for event in events:
+                if isinstance(event, Partial):
+                    self.metrics.partials.inc()
+                elif isinstance(event, Final):
+                    self.metrics.finals.inc()
+                else:
+                    self.metrics.errors.labels(event.code).inc()
+        self._sink(events)
 
     def _check_backlog(self) -> None:
         backlog = self.session.backlog_samples

@@ -31,6 +31,10 @@ class BatchModel(Protocol):
     def infer(self, batch: np.ndarray) -> np.ndarray: ...
 
 
+# (batch size, model seconds, per-window seconds from enqueue to result), worker thread.
+BatchObserver = Callable[[int, float, list[float]], None]
+
+
 class EngineClosed(RuntimeError):
     """The engine is stopping or stopped; no more work is accepted."""
 
@@ -73,11 +77,13 @@ class InferenceEngine:
         config: EngineConfig | None = None,
         *,
         is_oom: Callable[[BaseException], bool] | None = None,
+        observer: BatchObserver | None = None,
     ) -> None:
         self.model = model
         self.config = config or EngineConfig()
         self.stats = EngineStats()
         self._is_oom = is_oom or _is_cuda_oom
+        self._observer = observer
         self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=self.config.max_queue + 1)
         self._slots: asyncio.Semaphore | None = None
         self._thread: threading.Thread | None = None
@@ -189,6 +195,9 @@ class InferenceEngine:
         self.stats.last_batch_ms = elapsed * 1000
         for job, output in zip(group, outputs):
             _resolve(job, output, None)
+        if self._observer is not None:
+            done = time.perf_counter()
+            self._observer(len(group), elapsed, [done - j.enqueued for j in group])
 
 
 def _resolve(job: _Job, value: np.ndarray | None, error: BaseException | None) -> None:

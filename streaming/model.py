@@ -7,11 +7,14 @@ The same code path serves ``facebook/wav2vec2-base-960h`` and the bundled offlin
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -112,19 +115,39 @@ def _torch_dtype(name: str) -> Any:
 def load_model(config: ModelConfig, *, threads: int | None = None) -> LoadedModel:
     """Load model + processor; every failure becomes one ModelLoadError that says what to do."""
     import torch
-    from transformers import Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC
 
     if threads:
         torch.set_num_threads(threads)
     source = resolve_model(config.name)
     device = pick_device(config.device)
     dtype = pick_dtype(config.dtype, device)
+    if _looks_like_path(source) and not Path(source).expanduser().is_dir():
+        raise ModelLoadError(
+            f"model folder {source!r} does not exist; pass --model with a folder that holds "
+            "config.json, the weights, vocab.json and preprocessor_config.json, a hub id such "
+            "as facebook/wav2vec2-base-960h, or the bundled offline model 'tiny-en'"
+        )
+    local = Path(source).expanduser().is_dir()
+    missing = [f for f in ("config.json", "vocab.json") if not (Path(source) / f).is_file()]
+    if local and missing:
+        raise ModelLoadError(
+            f"folder {source!r} is not a Wav2Vec2 CTC checkpoint: it lacks {', '.join(missing)}; "
+            f"{_POINT_AT_LOCAL}"
+        )
     try:
-        tokenizer = Wav2Vec2CTCTokenizer.from_pretrained(source)
-        extractor = Wav2Vec2FeatureExtractor.from_pretrained(source)
-        model = _load_weights(Wav2Vec2ForCTC, source, dtype)
-    except (OSError, ValueError) as exc:
+        try:
+            parts = _load_parts(source, dtype, local_only=True)
+        except Exception as exc:
+            if local:
+                raise
+            if not _hub_reachable():
+                raise ModelLoadError(_offline_hint(config.name)) from exc
+            parts = _load_parts(source, dtype, local_only=False)
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # every loading failure gets one clear message
         raise ModelLoadError(_load_hint(config.name, exc)) from exc
+    tokenizer, extractor, model = parts
     if extractor.sampling_rate != MODEL_SAMPLE_RATE:
         raise ModelLoadError(
             f"model {config.name!r} expects {extractor.sampling_rate} Hz audio; "
@@ -160,9 +183,32 @@ def load_model(config: ModelConfig, *, threads: int | None = None) -> LoadedMode
     )
 
 
-def _load_weights(cls: Any, source: str, dtype: str) -> Any:
+def _load_parts(source: str, dtype: str, *, local_only: bool) -> tuple[Any, Any, Any]:
+    """Tokenizer, feature extractor and model; ``local_only`` never touches the network."""
+    from transformers import Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC
+
+    tokenizer = Wav2Vec2CTCTokenizer.from_pretrained(source, local_files_only=local_only)
+    extractor = Wav2Vec2FeatureExtractor.from_pretrained(source, local_files_only=local_only)
+    model = _load_weights(Wav2Vec2ForCTC, source, dtype, local_files_only=local_only)
+    return tokenizer, extractor, model
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """A quick TCP probe, so an offline machine fails in seconds instead of minutes."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY")):
+        return True  # the proxy decides; let the real request try
+    host = urlsplit(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname
+    try:
+        socket.create_connection((host or "huggingface.co", 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def _load_weights(cls: Any, source: str, dtype: str, **kwargs: Any) -> Any:
     """Prefer SDPA attention; fall back where the installed transformers lacks it."""
-    kwargs: dict[str, Any] = {}
     if dtype != "fp32":
         kwargs["dtype" if _accepts_dtype_kwarg() else "torch_dtype"] = _torch_dtype(dtype)
     try:
@@ -177,14 +223,28 @@ def _accepts_dtype_kwarg() -> bool:
     return int(transformers.__version__.split(".")[0]) >= 5
 
 
+def _looks_like_path(name: str) -> bool:
+    return name.startswith(("/", "./", "../", "~")) or Path(name).expanduser().exists()
+
+
+_POINT_AT_LOCAL = (
+    "pass its folder with --model /path/to/checkpoint (config.json, weights, vocab.json, "
+    "preprocessor_config.json; e.g. made by `huggingface-cli download "
+    "facebook/wav2vec2-base-960h --local-dir DIR` on a machine with network), or use the "
+    "bundled offline model with --model tiny-en"
+)
+
+
+def _offline_hint(name: str) -> str:
+    return (
+        f"model {name!r} is not in the local Hugging Face cache and the Hugging Face Hub "
+        f"cannot be reached (no network?); {_POINT_AT_LOCAL}"
+    )
+
+
 def _load_hint(name: str, exc: BaseException) -> str:
-    where = "folder" if Path(name).exists() else "hub id or folder"
+    where = "folder" if Path(name).exists() else "hub id"
     first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return (
-        f"could not load the Wav2Vec2 CTC model {name!r} ({where}): {first_line}. "
-        "Without network access the Hugging Face Hub cannot be reached: download the "
-        "checkpoint once elsewhere (huggingface-cli download facebook/wav2vec2-base-960h) "
-        "and pass its folder with --model /path/to/checkpoint (config.json, weights, "
-        "vocab.json, preprocessor_config.json), or use the bundled offline model with "
-        "--model tiny-en."
+        f"could not load the Wav2Vec2 CTC model {name!r} ({where}): {first_line}; {_POINT_AT_LOCAL}"
     )

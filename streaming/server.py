@@ -20,10 +20,13 @@ from websockets.asyncio.server import Server as WsServer
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request, Response
 
+from . import compat
 from .config import MODEL_SAMPLE_RATE, ServerConfig
 from .connection import ConnectionContext, Endpoint, StreamConnection
 from .engine import InferenceEngine
+from .metrics import Metrics
 from .model import LoadedModel, load_model
+from .security import presented_token, redacting_logger, server_tls_context, token_allowed
 from .session import Session
 from .windowing import WindowPlanner
 
@@ -32,9 +35,11 @@ log = logging.getLogger(__name__)
 EndpointFactory = Callable[[ConnectionContext], Endpoint]
 
 
-def endpoints() -> dict[str, EndpointFactory]:
-    """URL path → protocol front end."""
-    return {"/": StreamConnection, "/v1/stream": StreamConnection}
+def endpoints(protocol: str = "native") -> dict[str, EndpointFactory]:
+    """URL path → protocol front end; ``protocol`` is what "/" speaks (stock Vosk and
+    WhisperLive clients connect to "/")."""
+    root = StreamConnection if protocol == "native" else compat.ROOT[protocol]
+    return {"/": root, "/v1/stream": StreamConnection, **compat.endpoints()}
 
 
 class Server:
@@ -47,7 +52,8 @@ class Server:
         self.engine: InferenceEngine | None = None
         self._ws: WsServer | None = None
         self._connections: set[Endpoint] = set()
-        self._endpoints = endpoints()
+        self._endpoints = endpoints(config.protocol)
+        self.metrics = Metrics()
         self._closing = False
         self.sessions_total = 0
 
@@ -68,8 +74,12 @@ class Server:
         if self.config.model.warmup:
             seconds = await asyncio.to_thread(self.model.warm_up, self._warmup_lengths())
             log.info("warm-up done in %.2f s", seconds)
-        self.engine = InferenceEngine(self.model, self.config.engine)
+        self.engine = InferenceEngine(
+            self.model, self.config.engine, observer=self.metrics.observe_batch
+        )
         await self.engine.start()
+        tls = self.config.tls_cert_file
+        origins = self.config.allowed_origins
         self._ws = await serve(
             self._handle,
             self.config.host,
@@ -78,6 +88,10 @@ class Server:
             max_size=max(4 * self.config.max_frame_bytes, 1 << 16),
             max_queue=16,
             compression=None,
+            ssl=server_tls_context(tls, self.config.tls_key_file or "") if tls else None,
+            # Browsers always send Origin; other clients may omit it (None).
+            origins=[*origins, None] if origins else None,  # type: ignore[list-item]
+            logger=redacting_logger(),
         )
         log.info("listening on %s", self.url)
 
@@ -118,7 +132,8 @@ class Server:
     @property
     def url(self) -> str:
         host = self.config.host if ":" not in self.config.host else f"[{self.config.host}]"
-        return f"ws://{host}:{self.port}/"
+        scheme = "wss" if self.config.tls_cert_file else "ws"
+        return f"{scheme}://{host}:{self.port}/"
 
     @property
     def active_sessions(self) -> int:
@@ -130,15 +145,32 @@ class Server:
         path = request.path.split("?", 1)[0]
         if path == "/health":
             return _json_response(connection, HTTPStatus.OK, self.health())
-        if path not in self._endpoints:
+        if path != "/metrics" and path not in self._endpoints:
             return _json_response(
                 connection, HTTPStatus.NOT_FOUND, {"error": f"no endpoint at {path}"}
             )
+        if self.config.auth_tokens and not token_allowed(
+            presented_token(request.path, request.headers), self.config.auth_tokens
+        ):
+            self.metrics.rejected.labels("unauthorized").inc()
+            log.warning("refused %s: missing or invalid token", _peer(connection))
+            response = _json_response(
+                connection, HTTPStatus.UNAUTHORIZED, {"error": "missing or invalid token"}
+            )
+            response.headers["WWW-Authenticate"] = "Bearer"
+            return response
+        if path == "/metrics":
+            self.metrics.queue_depth.set(self.engine.queue_depth if self.engine else 0)
+            return _text_response(
+                connection, HTTPStatus.OK, self.metrics.render().decode(), self.metrics.content_type
+            )
         if self._closing:
+            self.metrics.rejected.labels("shutting_down").inc()
             return _json_response(
                 connection, HTTPStatus.SERVICE_UNAVAILABLE, {"error": "server shutting down"}
             )
         if len(self._connections) >= self.config.max_sessions:
+            self.metrics.rejected.labels("full").inc()
             return _json_response(
                 connection,
                 HTTPStatus.SERVICE_UNAVAILABLE,
@@ -169,22 +201,26 @@ class Server:
         )
         assert ws.request is not None
         factory = self._endpoints[ws.request.path.split("?", 1)[0]]
+        path = ws.request.path.split("?", 1)[0]
         context = ConnectionContext(
-            ws, session, self.engine, self.config, session_id, self.config.model.name
+            ws, session, self.engine, self.config, session_id, self.config.model.name, self.metrics
         )
         connection = factory(context)
         self._connections.add(connection)
         self.sessions_total += 1
+        self.metrics.sessions.labels(path).inc()
+        self.metrics.sessions_active.labels(path).inc()
         log.info(
             "session opened from %s on %s",
             _peer(ws),
-            ws.request.path.split("?", 1)[0],
+            path,
             extra={"session": session_id},
         )
         try:
             await connection.run()
         finally:
             self._connections.discard(connection)
+            self.metrics.sessions_active.labels(path).dec()
 
     def _warmup_lengths(self) -> list[int]:
         """The first window of an utterance and the steady-state window."""
@@ -196,12 +232,19 @@ class Server:
 def _json_response(
     connection: ServerConnection, status: HTTPStatus, body: dict[str, Any]
 ) -> Response:
-    response = connection.respond(status, json.dumps(body) + "\n")
+    return _text_response(connection, status, json.dumps(body) + "\n", "application/json")
+
+
+def _text_response(
+    connection: ServerConnection, status: HTTPStatus, text: str, content_type: str
+) -> Response:
+    response = connection.respond(status, text)
     del response.headers["Content-Type"]
-    response.headers["Content-Type"] = "application/json"
+    response.headers["Content-Type"] = content_type
     return response
 
 
 def _peer(ws: ServerConnection) -> str:
+    """Client address for logs (never the request path, which may carry a token)."""
     address = ws.remote_address
     return f"{address[0]}:{address[1]}" if address else "unknown"
