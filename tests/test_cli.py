@@ -1,0 +1,73 @@
+"""The server CLI: --help explains every option; bad models fail with one clear line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from streaming.__main__ import build_parser, config_from_args
+from streaming.config import ModelConfig
+from streaming.errors import ModelLoadError
+from streaming.model import load_model, resolve_model
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "streaming", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+    )
+
+
+def test_help_explains_every_option() -> None:
+    result = run_cli("--help")
+    assert result.returncode == 0
+    parser = build_parser()
+    for action in parser._actions:
+        if action.option_strings and action.dest != "help":
+            assert action.help, f"{action.option_strings} has no help"
+            assert action.option_strings[0] in result.stdout
+
+
+def test_defaults_fill_a_valid_config() -> None:
+    config = config_from_args(build_parser().parse_args([]))
+    config.validate()
+    assert config.model.name == "facebook/wav2vec2-base-960h"
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        ("/no/such/folder", "does not exist"),
+        ("facebook/wav2vec2-base-960h", "cannot be reached"),
+    ],
+)
+def test_unloadable_model_gives_one_clear_line_and_no_traceback(model: str, expected: str) -> None:
+    result = run_cli("--model", model, "--port", "0")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert expected in result.stderr
+    assert "--model /path/to/checkpoint" in result.stderr or "folder" in result.stderr
+
+
+def test_folder_that_is_not_a_checkpoint_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match=r"lacks config\.json"):
+        load_model(ModelConfig(name=str(tmp_path)))
+
+
+def test_invalid_settings_are_rejected_before_loading() -> None:
+    result = run_cli("--chunk-ms", "250", "--port", "0")
+    assert result.returncode == 2
+    assert "multiple of 20" in result.stderr
+
+
+def test_local_checkpoint_loads_through_from_pretrained(tiny_model_dir: Path) -> None:
+    model = load_model(ModelConfig(name=str(tiny_model_dir)))
+    assert model.geometry.stride == 320
+    assert model.vocab.tokens[model.vocab.delimiter_id] == "|"
+    assert resolve_model(str(tiny_model_dir)) == str(tiny_model_dir)
