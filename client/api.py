@@ -1,0 +1,145 @@
+"""The importable client API: stream a file or the microphone, get a `StreamResult`.
+
+Benchmarks and tests use these directly; the CLI (`python -m client`) is a thin layer on top.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+
+from client.connection import DEFAULT_URL, Listener, NullListener, StreamResult, stream_audio
+from client.files import chunk_samples, load_audio, paced_chunks, split_chunks
+from client.latency import DEFAULT_TOLERANCE_MS
+
+
+async def stream_file(
+    path: str | Path,
+    url: str = DEFAULT_URL,
+    *,
+    speed: float = 1.0,
+    chunk_ms: float = 100.0,
+    listener: Listener | None = None,
+    retries: int = 3,
+    retry_delay: float = 0.5,
+    open_timeout: float = 10.0,
+    finish_timeout: float = 30.0,
+    tolerance_ms: float = DEFAULT_TOLERANCE_MS,
+    token: str | None = None,
+    cafile: str | None = None,
+    stop: asyncio.Event | None = None,
+) -> StreamResult:
+    """Stream one audio file as one session, paced at `speed` × real time (1 = like a live
+    microphone, 0 = as fast as the connection takes it).
+
+    Raises `AudioFileError` for an unreadable file and `ConnectError` when no session could
+    be opened; anything that goes wrong during the session is in `result.failure`.
+    """
+    if speed < 0:
+        raise ValueError("speed must be >= 0")
+    audio, rate = load_audio(path)
+    chunks = split_chunks(audio, chunk_samples(rate, chunk_ms))
+    return await stream_audio(
+        paced_chunks(chunks, rate, speed, stop),
+        url=url,
+        sample_rate=rate,
+        name=str(path),
+        listener=listener,
+        retries=retries,
+        retry_delay=retry_delay,
+        open_timeout=open_timeout,
+        finish_timeout=finish_timeout,
+        tolerance_ms=tolerance_ms,
+        token=token,
+        cafile=cafile,
+        stop=stop,
+    )
+
+
+async def stream_files(
+    paths: Sequence[str | Path],
+    url: str = DEFAULT_URL,
+    *,
+    speed: float = 1.0,
+    chunk_ms: float = 100.0,
+    listener: Listener | None = None,
+    retries: int = 3,
+    token: str | None = None,
+    cafile: str | None = None,
+    stop: asyncio.Event | None = None,
+) -> list[StreamResult]:
+    """Several files one after the other, each its own session."""
+    results = []
+    for path in paths:
+        if stop is not None and stop.is_set():
+            break
+        results.append(
+            await stream_file(
+                path,
+                url,
+                speed=speed,
+                chunk_ms=chunk_ms,
+                listener=listener,
+                retries=retries,
+                token=token,
+                cafile=cafile,
+                stop=stop,
+            )
+        )
+    return results
+
+
+async def stream_microphone(
+    url: str = DEFAULT_URL,
+    *,
+    device: int | str | None = None,
+    rate: int | None = None,
+    chunk_ms: float = 100.0,
+    seconds: float | None = None,
+    listener: Listener | None = None,
+    retries: int = 3,
+    retry_delay: float = 0.5,
+    open_timeout: float = 10.0,
+    finish_timeout: float = 30.0,
+    max_queue_s: float = 5.0,
+    tolerance_ms: float = DEFAULT_TOLERANCE_MS,
+    token: str | None = None,
+    cafile: str | None = None,
+    stop: asyncio.Event | None = None,
+) -> StreamResult:
+    """Stream the microphone until `stop` is set or `seconds` have passed.
+
+    Raises `MicError` when the device cannot be used as asked.
+    """
+    from client.mic import Microphone
+
+    listener = listener or NullListener()
+    mic = Microphone(device, rate, chunk_ms, max_queue_s=max_queue_s, status=listener.status)
+    listener.status(mic.describe())
+    result = StreamResult(
+        source=f"microphone [{mic.device_index}] {mic.device_name}",
+        url=url,
+        sample_rate=mic.rate,
+        tolerance_ms=tolerance_ms,
+    )
+    try:
+        await stream_audio(
+            mic.blocks(stop, seconds),
+            url=url,
+            sample_rate=mic.rate,
+            listener=listener,
+            retries=retries,
+            retry_delay=retry_delay,
+            open_timeout=open_timeout,
+            finish_timeout=finish_timeout,
+            token=token,
+            cafile=cafile,
+            stop=stop,
+            result=result,
+        )
+    finally:
+        result.dropped_blocks = mic.stats.dropped_blocks
+        result.dropped_ms = mic.stats.dropped_ms
+        result.input_overflows = mic.stats.overflows
+    return result
