@@ -282,6 +282,13 @@ class _SessionFormatter(logging.Formatter):
         return super().format(record)
 
 
+def quiet_transformers() -> None:
+    """No progress bars from transformers while loading weights: this is a server log."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def setup_logging(level: str) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(
@@ -291,6 +298,7 @@ def setup_logging(level: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("websockets").setLevel(max(logging.getLevelName(level), logging.WARNING))
+    quiet_transformers()
 
 
 async def _serve(config: ServerConfig) -> None:

@@ -15,6 +15,7 @@ import threading
 from importlib import resources
 from pathlib import Path
 
+from .__main__ import quiet_transformers
 from .config import ModelConfig, ServerConfig
 from .errors import ModelLoadError
 from .server import Server
@@ -66,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", metavar="FILE", help="write the latency report as JSON")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    quiet_transformers()
     audio = args.audio or [str(bundled_sample())]
     config = ServerConfig(host="127.0.0.1", port=0, model=ModelConfig(name=args.model))
     print(f"starting the server with model {args.model!r} …", flush=True)
