@@ -286,7 +286,7 @@ def quiet_transformers() -> None:
     """No progress bars from transformers while loading weights: this is a server log."""
     from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
 
 def setup_logging(level: str) -> None:
