@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-SUPPORTED_SAMPLE_RATES = (8000, 16000, 32000, 44100, 48000)
+SUPPORTED_SAMPLE_RATES = (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000)
 SUPPORTED_ENCODINGS = ("pcm_s16le", "pcm_f32le")
 MODEL_SAMPLE_RATE = 16000
 ROOT_PROTOCOLS = ("native", "vosk", "whisperlive")

@@ -164,6 +164,12 @@ class Server:
             return _text_response(
                 connection, HTTPStatus.OK, self.metrics.render().decode(), self.metrics.content_type
             )
+        refusal = compat.request_refusal(request.path)
+        if refusal is not None:  # a protocol's own handshake refusal (Deepgram: HTTP 400)
+            response = _json_response(connection, refusal.status, refusal.body)
+            for name, value in refusal.headers.items():
+                response.headers[name] = value
+            return response
         if self._closing:
             self.metrics.rejected.labels("shutting_down").inc()
             return _json_response(
@@ -171,6 +177,8 @@ class Server:
             )
         if len(self._connections) >= self.config.max_sessions:
             self.metrics.rejected.labels("full").inc()
+            if compat.answers_when_full(self._endpoints[path]):
+                return None  # answered with the protocol's own "full" message in _handle
             return _json_response(
                 connection,
                 HTTPStatus.SERVICE_UNAVAILABLE,
@@ -201,6 +209,11 @@ class Server:
         )
         assert ws.request is not None
         factory = self._endpoints[ws.request.path.split("?", 1)[0]]
+        if len(self._connections) >= self.config.max_sessions and compat.answers_when_full(
+            factory
+        ):
+            await compat.answer_full(ws, self.config.idle_timeout_s)
+            return
         path = ws.request.path.split("?", 1)[0]
         context = ConnectionContext(
             ws, session, self.engine, self.config, session_id, self.config.model.name, self.metrics

@@ -42,7 +42,7 @@ json_values = st.recursive(
 message_dicts = st.fixed_dictionaries(
     {"type": st.sampled_from(["start", "flush", "end", "bogus", ""]) | st.text(max_size=8)},
     optional={
-        "sample_rate": st.sampled_from([8000, 16000, 44100, 48000, 22050, 0, -1]) | json_values,
+        "sample_rate": st.sampled_from([8000, 16000, 44100, 48000, 96000, 0, -1]) | json_values,
         "encoding": st.sampled_from(["pcm_s16le", "pcm_f32le", "mp3"]) | json_values,
         "channels": st.sampled_from([1, 2]) | json_values,
         "extra": json_values,

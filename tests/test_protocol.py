@@ -31,7 +31,7 @@ def code_of(text: str) -> str:
         ('{"type": "begin"}', "unknown_type"),
         ('{"type": "start", "sample_rate": "16000"}', "invalid_field"),
         ('{"type": "start", "sample_rate": true}', "invalid_field"),
-        ('{"type": "start", "sample_rate": 22050}', "unsupported_sample_rate"),
+        ('{"type": "start", "sample_rate": 96000}', "unsupported_sample_rate"),
         ('{"type": "start", "encoding": "mp3"}', "unsupported_encoding"),
         ('{"type": "start", "encoding": 1}', "invalid_field"),
         ('{"type": "start", "channels": 2}', "unsupported_channels"),

@@ -129,7 +129,11 @@ class CompatConnection(abc.ABC):
     # -- tasks ----------------------------------------------------------------------
 
     async def _reader(self) -> bool:
-        """Read until the stream ends (True) or the client disconnects (False)."""
+        """Read until the stream ends, then drain; False if the client disconnected first.
+
+        After the end, frames are still read (and dropped) so the client's close frame is
+        not stuck behind unread audio while the last finals are computed.
+        """
         while not self.session.ended:
             await self.driver.readable()
             try:
@@ -138,7 +142,7 @@ class CompatConnection(abc.ABC):
                 self._limit(
                     "idle_timeout", f"nothing received for {self.config.idle_timeout_s:g} s"
                 )
-                return True
+                break
             except ConnectionClosed:
                 return False
             await self.on_message(message)
@@ -146,6 +150,9 @@ class CompatConnection(abc.ABC):
                 self._limit(
                     "session_too_long", f"stream longer than {self.config.max_session_s:g} s"
                 )
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await self.ws.recv()
         return True
 
     def _limit(self, code: str, message: str) -> None:
