@@ -119,7 +119,7 @@ BAD_INPUTS: list[tuple[str | bytes, str]] = [
     ("{oops", "invalid_json"),
     ('["start"]', "invalid_message"),
     ('{"type": "rewind"}', "unknown_type"),
-    ('{"type": "start", "sample_rate": 11025}', "unsupported_sample_rate"),
+    ('{"type": "start", "sample_rate": 96000}', "unsupported_sample_rate"),
     ('{"type": "start", "encoding": "ulaw"}', "unsupported_encoding"),
     ('{"type": "start", "channels": 2}', "unsupported_channels"),
     ('{"type": "start", "sample_rate": "fast"}', "invalid_field"),
