@@ -4,6 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh test
 bash scripts/virtual-mic.sh || echo "warning: virtual microphone unavailable; microphone test will report why"
-.venv/bin/ruff check streaming client tests benchmarks
+.venv/bin/ruff check .
 .venv/bin/mypy
 .venv/bin/python -m pytest -q "$@"
