@@ -1,0 +1,45 @@
+"""Redraw the PNG of every benchmark JSON in a folder (e.g. results brought back from a GPU
+machine that had no matplotlib).
+
+    python -m benchmarks.plots benchmarks/results/gpu-h100
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from benchmarks import common
+
+
+def plotter(benchmark: str) -> Any:
+    from benchmarks import accuracy, engine_throughput, live_load, peer, soak
+
+    return {
+        "engine_throughput": engine_throughput.plot,
+        "live_load": live_load.plot,
+        "accuracy": accuracy.plot,
+        "peer": peer.plot,
+        "soak": soak.plot,
+    }[benchmark]
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("folder", type=Path, nargs="?", default=common.RESULTS_DIR)
+    args = p.parse_args(argv)
+    for path in sorted(args.folder.glob("*.json")):
+        data = json.loads(path.read_text())
+        if "benchmark" not in data:
+            continue
+        slug = common.machine_slug(data["machine"])
+        name = path.stem.partition("-" + slug)[0]
+        common.maybe_plot(plotter(data["benchmark"]), data, name, slug, args.folder)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""Training data: manifests, length-bucketed batches and on-the-fly augmentation.
+
+Audio stays on disk (FLAC) and is decoded per batch, so the corpus can grow to
+tens of hours without a slow start-up or a large memory footprint.  Every
+random choice of a batch (augmentation) is seeded by ``(seed, epoch, batch
+index)``, so a resumed run sees exactly the batches it would have seen.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+import soxr
+import torch
+from scipy.signal import fftconvolve
+
+from training.model import SAMPLE_RATE, encode_text, normalize_audio
+from training.synth import CORPUS_DIR, read_manifest
+
+Utterance = dict[str, Any]
+
+
+def load_manifests(split: str, engines: Sequence[str] | None = None) -> list[Utterance]:
+    """All records of a split (optionally only some engines), in a stable order."""
+    records: list[Utterance] = []
+    for path in sorted((CORPUS_DIR / split).glob("*.jsonl")):
+        if engines is None or path.stem in engines:
+            records.extend(read_manifest(path))
+    records.sort(key=lambda r: r["id"])
+    return records
+
+
+def make_batches(
+    utterances: Sequence[Utterance], batch_seconds: float, rng: random.Random, shuffle: bool
+) -> list[list[str]]:
+    """Group utterances of similar length so that ``longest * count <= batch_seconds``.
+
+    With ``shuffle=False`` batches come short-to-long (a length curriculum for
+    the first epoch: short utterances make CTC alignment easy to learn).
+    """
+    items = sorted(utterances, key=lambda r: (r["seconds"], r["id"]))
+    if shuffle:  # jitter lengths a little so batch composition changes per epoch
+        items = sorted(items, key=lambda r: r["seconds"] * rng.uniform(0.9, 1.1))
+    batches: list[list[str]] = []
+    current: list[str] = []
+    longest = 0.0
+    for r in items:
+        longest_if_added = max(longest, r["seconds"])
+        if current and longest_if_added * (len(current) + 1) > batch_seconds:
+            batches.append(current)
+            current, longest_if_added = [], r["seconds"]
+        current.append(r["id"])
+        longest = longest_if_added
+    if current:
+        batches.append(current)
+    if shuffle:
+        rng.shuffle(batches)
+    return batches
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Probabilities and ranges of the on-the-fly augmentations."""
+
+    speed_prob: float = 0.5
+    speed_range: tuple[float, float] = (0.88, 1.12)
+    noise_prob: float = 0.5
+    snr_db: tuple[float, float] = (8.0, 40.0)
+    reverb_prob: float = 0.3
+    rt60_s: tuple[float, float] = (0.1, 0.5)
+    gain_db: tuple[float, float] = (-20.0, 6.0)
+
+
+def _colored_noise(n: int, rng: np.random.Generator) -> np.ndarray:
+    """White noise through a random one-pole low-pass: hiss to rumble."""
+    white = rng.standard_normal(n).astype(np.float32)
+    pole = float(rng.uniform(0.0, 0.98))
+    from scipy.signal import lfilter
+
+    return np.asarray(lfilter([1.0 - pole], [1.0, -pole], white), dtype=np.float32)
+
+
+def _room_impulse(rng: np.random.Generator, rt60: float) -> np.ndarray:
+    """A synthetic room response: direct path plus exponentially decaying noise."""
+    n = int(rt60 * SAMPLE_RATE)
+    t = np.arange(n) / SAMPLE_RATE
+    tail = rng.standard_normal(n) * np.exp(-6.9 * t / rt60)
+    tail *= float(rng.uniform(0.1, 0.5)) / (np.sqrt((tail**2).sum()) + 1e-9)
+    tail[0] = 1.0
+    return tail.astype(np.float32)
+
+
+def augment(audio: np.ndarray, cfg: Augment, rng: np.random.Generator) -> np.ndarray:
+    """Speed (tempo+pitch), reverberation, gain with clipping and additive noise."""
+    if rng.random() < cfg.speed_prob:
+        factor = float(rng.uniform(*cfg.speed_range))
+        audio = soxr.resample(audio, SAMPLE_RATE * factor, SAMPLE_RATE).astype(np.float32)
+    if rng.random() < cfg.reverb_prob:
+        ir = _room_impulse(rng, float(rng.uniform(*cfg.rt60_s)))
+        audio = fftconvolve(audio, ir)[: len(audio)].astype(np.float32)
+    audio = audio * float(10 ** (rng.uniform(*cfg.gain_db) / 20))
+    audio = np.clip(audio, -1.0, 1.0)
+    if rng.random() < cfg.noise_prob:
+        noise = _colored_noise(len(audio), rng)
+        snr = float(rng.uniform(*cfg.snr_db))
+        power = float((audio**2).mean()) + 1e-10
+        noise *= np.sqrt(power / (float((noise**2).mean()) + 1e-10) / 10 ** (snr / 10))
+        audio = audio + noise
+    return audio
+
+
+def read_audio(record: Utterance) -> np.ndarray:
+    """Decode one utterance to float32 at 16 kHz."""
+    audio, rate = sf.read(CORPUS_DIR / record["path"], dtype="float32")
+    assert rate == SAMPLE_RATE, f"{record['path']}: {rate} Hz"
+    return np.asarray(audio, dtype=np.float32)
+
+
+def collate(audios: Sequence[np.ndarray], texts: Sequence[str] | None) -> dict[str, torch.Tensor]:
+    """Normalize and zero-pad a batch; labels are padded with -100 (ignored by CTC)."""
+    normed = [normalize_audio(a) for a in audios]
+    longest = max(len(a) for a in normed)
+    values = np.zeros((len(normed), longest), dtype=np.float32)
+    mask = np.zeros((len(normed), longest), dtype=np.int64)
+    for i, a in enumerate(normed):
+        values[i, : len(a)] = a
+        mask[i, : len(a)] = 1
+    batch = {"input_values": torch.from_numpy(values), "attention_mask": torch.from_numpy(mask)}
+    if texts is not None:
+        ids = [encode_text(t) for t in texts]
+        labels = np.full((len(ids), max(len(x) for x in ids)), -100, dtype=np.int64)
+        for i, x in enumerate(ids):
+            labels[i, : len(x)] = x
+        batch["labels"] = torch.from_numpy(labels)
+    return batch
+
+
+class BatchDataset(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
+    """Each item is one whole pre-planned batch, augmented with a per-batch seed."""
+
+    def __init__(
+        self,
+        batches: Sequence[Sequence[str]],
+        records: dict[str, Utterance],
+        seed: int,
+        epoch: int,
+        first_index: int,
+        aug: Augment | None,
+    ) -> None:
+        self.batches = batches
+        self.records = records
+        self.seed = seed
+        self.epoch = epoch
+        self.first_index = first_index
+        self.aug = aug
+
+    def __len__(self) -> int:
+        return len(self.batches) - self.first_index
+
+    def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
+        index = self.first_index + item
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        recs = [self.records[uid] for uid in self.batches[index]]
+        audios = [read_audio(r) for r in recs]
+        if self.aug is not None:
+            audios = [augment(a, self.aug, rng) for a in audios]
+        batch = collate(audios, [r["text"] for r in recs])
+        batch["index"] = torch.tensor(index)
+        batch["seconds"] = torch.tensor(sum(len(a) for a in audios) / SAMPLE_RATE)
+        return batch
+
+
+def corpus_hours(split: str) -> dict[str, float]:
+    """Hours of audio per engine in one split (for logs and the model card)."""
+    hours: dict[str, float] = {}
+    for path in sorted((CORPUS_DIR / split).glob("*.jsonl")):
+        hours[path.stem] = round(sum(r["seconds"] for r in read_manifest(path)) / 3600, 3)
+    return hours

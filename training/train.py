@@ -1,0 +1,431 @@
+"""Train the tiny Wav2Vec2 CTC model on the synthetic corpus, resumably.
+
+Designed to run for hours in the background on a small shared CPU and to be
+killed at any moment: a checkpoint (model, optimizer, scheduler, step, RNG
+states and the exact batch plan of the current epoch with the position in it)
+is written atomically every ``--checkpoint-minutes``; starting the same
+command again resumes from it.  New audio synthesized meanwhile joins at the
+next epoch (each epoch plans its batches from the manifests present then).
+
+Outputs under ``training/work/run/`` (git-ignored): ``last.pt``, ``best.pt``,
+``log.jsonl``; a copy of the log and a loss/CER plot go to
+``training/results/``.  When validation CER improves notably the best model is
+exported to ``streaming/models/tiny-en/``.
+
+Start or resume (from the repository root)::
+
+    nohup nice -n 19 python -m training.train > training/work/train.log 2>&1 &
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import dataclasses
+import json
+import math
+import os
+import random
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# Shared, oversubscribed CPU: OpenMP threads that spin-wait for work burn the
+# cores other processes need (measured here: 3x slower training next to the
+# synthesis jobs).  Must be set before torch loads its OpenMP runtime.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch
+
+from training.data import (
+    Augment,
+    BatchDataset,
+    collate,
+    corpus_hours,
+    load_manifests,
+    make_batches,
+    read_audio,
+)
+from training.model import ModelSize, build_config, error_rates, greedy_decode
+
+HERE = Path(__file__).resolve().parent
+RUN_DIR = HERE / "work" / "run"
+RESULTS_DIR = HERE / "results"
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Hyper-parameters; saved in the checkpoint and reused on resume."""
+
+    seed: int = 1234
+    lr: float = 2e-3
+    warmup_steps: int = 500
+    decay_steps: int = 1500  # inverse-sqrt decay constant after warmup
+    min_lr_ratio: float = 0.05
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    batch_seconds: float = 40.0
+    max_utt_seconds: float = 12.0
+    mask_time_prob: float = 0.05
+    bf16: bool = True
+    valid_per_engine: int = 40
+    size: ModelSize = dataclasses.field(default_factory=ModelSize)
+
+
+@dataclasses.dataclass
+class Progress:
+    """Where training stands; everything needed to continue exactly."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_pos: int = 0
+    batches: list[list[str]] = dataclasses.field(default_factory=list)
+    train_seconds: float = 0.0  # wall time spent training, across resumes
+    audio_seconds: float = 0.0  # audio seen, across resumes
+    best_cer: float = 1.0
+    exported_cer: float = 1.0
+
+
+def lr_factor(step: int, cfg: TrainConfig) -> float:
+    """Linear warmup, then inverse-sqrt decay floored at ``min_lr_ratio``.
+
+    No fixed end: the run length is unknown (it is resumed across sessions).
+    """
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    decay = math.sqrt(cfg.decay_steps / (cfg.decay_steps + step - cfg.warmup_steps))
+    return max(cfg.min_lr_ratio, decay)
+
+
+def limit_heap_fragmentation() -> None:
+    """Make glibc return freed activation memory to the OS.
+
+    Batches have a different shape at every step; with glibc's adaptive mmap
+    threshold the large activation buffers end up on the heap and fragment it
+    (RSS grew ~1 GB per 10 minutes here).  A fixed mmap threshold serves them
+    with mmap/munmap instead, and ``malloc_trim`` (see :func:`trim_heap`)
+    releases what remains.  No-op where glibc is not available.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    m_mmap_threshold = -3
+    libc.mallopt(m_mmap_threshold, 1 << 20)
+
+
+def trim_heap() -> None:
+    """Release free heap pages to the OS (glibc only)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def seed_everything(seed: int) -> None:
+    """Fix every RNG so a fresh run is reproducible."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    """Snapshot of the global RNGs (SpecAugment masks use numpy/torch)."""
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore :func:`rng_state`."""
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+
+
+def save_atomic(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temp file then rename, so a kill never leaves a torn file."""
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def plan_epoch(progress: Progress, cfg: TrainConfig) -> dict[str, dict[str, Any]]:
+    """Plan the batches of ``progress.epoch`` from the manifests present now."""
+    records = [r for r in load_manifests("train") if r["seconds"] <= cfg.max_utt_seconds]
+    rng = random.Random(cfg.seed * 1000 + progress.epoch)
+    progress.batches = make_batches(records, cfg.batch_seconds, rng, shuffle=progress.epoch > 0)
+    progress.batch_pos = 0
+    hours = sum(r["seconds"] for r in records) / 3600
+    print(
+        f"epoch {progress.epoch}: {len(records)} utterances, {hours:.2f} h, "
+        f"{len(progress.batches)} batches"
+    )
+    return {r["id"]: r for r in records}
+
+
+def valid_set(cfg: TrainConfig) -> list[dict[str, Any]]:
+    """A fixed subset of the validation split: ``valid_per_engine`` per voice."""
+    per_engine: dict[str, list[dict[str, Any]]] = {}
+    for r in load_manifests("valid"):
+        per_engine.setdefault(r["engine"], []).append(r)
+    return [r for rs in per_engine.values() for r in rs[: cfg.valid_per_engine]]
+
+
+@torch.inference_mode()
+def transcribe(model: Any, audios: list[np.ndarray], batch_seconds: float = 60.0) -> list[str]:
+    """Greedy transcripts, batched by length (attention mask handles padding)."""
+    order = sorted(range(len(audios)), key=lambda i: len(audios[i]))
+    out = [""] * len(audios)
+    start = 0
+    while start < len(order):
+        end = start + 1
+        while (
+            end < len(order)
+            and len(audios[order[end]]) * (end - start + 1) <= batch_seconds * 16000
+        ):
+            end += 1
+        idx = order[start:end]
+        batch = collate([audios[i] for i in idx], None)
+        logits = model(batch["input_values"], attention_mask=batch["attention_mask"]).logits
+        lengths = model._get_feat_extract_output_lengths(batch["attention_mask"].sum(-1))
+        for row, i in enumerate(idx):
+            out[i] = greedy_decode(logits[row, : int(lengths[row])].argmax(-1).numpy())
+        start = end
+    return out
+
+
+def evaluate(model: Any, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """CER/WER overall and per engine on ``records``."""
+    was_training = model.training
+    model.eval()
+    hyps = transcribe(model, [read_audio(r) for r in records])
+    model.train(was_training)
+    result: dict[str, Any] = {}
+    for engine in sorted({r["engine"] for r in records}):
+        pairs = [
+            (r["text"], h) for r, h in zip(records, hyps, strict=True) if r["engine"] == engine
+        ]
+        result[engine] = dict(zip(("cer", "wer"), error_rates(pairs), strict=True))
+    cer, wer = error_rates([(r["text"], h) for r, h in zip(records, hyps, strict=True)])
+    result.update(cer=cer, wer=wer, example=f"{records[-1]['text']} => {hyps[-1]}")
+    return result
+
+
+def log(record: dict[str, Any]) -> None:
+    """Append one JSON line to the run log (and echo it)."""
+    record["time"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    with open(RUN_DIR / "log.jsonl", "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record) + "\n")
+    print(json.dumps(record), flush=True)
+
+
+def publish_results() -> None:
+    """Copy the log and a loss/CER plot to ``training/results/`` (small, committable)."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(RUN_DIR / "log.jsonl", RESULTS_DIR / "train_log.jsonl")
+    try:
+        from training.plot import plot_log
+
+        plot_log(RESULTS_DIR / "train_log.jsonl", RESULTS_DIR / "train_curve.png")
+    except Exception as exc:  # plotting must never stop training
+        print(f"plot failed: {exc}")
+
+
+def checkpoint(
+    path: Path, model: Any, opt: Any, sched: Any, cfg: TrainConfig, prog: Progress
+) -> None:
+    """Write everything needed to resume exactly."""
+    state = {
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "train_config": dataclasses.asdict(cfg),
+        "model_config": model.config.to_dict(),
+        "progress": dataclasses.asdict(prog),
+        "rng": rng_state(),
+    }
+    save_atomic(state, path)
+
+
+def load_train_config(saved: dict[str, Any]) -> TrainConfig:
+    """Rebuild a :class:`TrainConfig` from its saved dict."""
+    fields: dict[str, Any] = {
+        k: tuple(v) if isinstance(v, list) else v for k, v in saved.pop("size").items()
+    }
+    size = ModelSize(**fields)
+    return TrainConfig(**saved, size=size)
+
+
+def maybe_export(prog: Progress, cer: float, export_below: float, export_delta: float) -> None:
+    """Export ``best.pt`` to the package when CER is usable and notably better."""
+    if cer > export_below or cer > prog.exported_cer - export_delta:
+        return
+    try:
+        from training.export import export
+
+        export(RUN_DIR / "best.pt")
+        prog.exported_cer = cer
+        log({"event": "export", "step": prog.step, "cer": cer})
+    except Exception as exc:  # export must never stop training
+        print(f"export failed: {exc}")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """CLI; hyper-parameters only apply to a fresh run (a resume reuses the saved ones)."""
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--lr", type=float, default=TrainConfig.lr)
+    p.add_argument("--batch-seconds", type=float, default=TrainConfig.batch_seconds)
+    p.add_argument("--no-bf16", action="store_true", help="train in fp32 (slower on AMX CPUs)")
+    p.add_argument("--checkpoint-minutes", type=float, default=10.0)
+    p.add_argument("--eval-minutes", type=float, default=10.0)
+    p.add_argument("--max-minutes", type=float, default=None, help="stop after this much wall time")
+    p.add_argument(
+        "--export-below", type=float, default=0.6, help="export once valid CER is below this"
+    )
+    p.add_argument(
+        "--export-delta", type=float, default=0.02, help="re-export when CER improves this much"
+    )
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--fresh", action="store_true", help="ignore an existing checkpoint (moves it aside)"
+    )
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Train (or resume) until killed or ``--max-minutes``."""
+    from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
+
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    limit_heap_fragmentation()
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    last = RUN_DIR / "last.pt"
+    if args.fresh and last.exists():
+        os.replace(last, last.with_suffix(f".{int(time.time())}.bak"))
+
+    if last.exists():
+        state = torch.load(last, map_location="cpu", weights_only=False)
+        cfg = load_train_config(state["train_config"])
+        model = Wav2Vec2ForCTC(Wav2Vec2Config.from_dict(state["model_config"]))
+        model.load_state_dict(state["model"])
+        prog = Progress(**state["progress"])
+        print(
+            f"resumed from {last} at step {prog.step} (epoch {prog.epoch}, batch {prog.batch_pos})"
+        )
+    else:
+        cfg = TrainConfig(lr=args.lr, batch_seconds=args.batch_seconds, bf16=not args.no_bf16)
+        seed_everything(cfg.seed)
+        model = Wav2Vec2ForCTC(build_config(cfg.size, cfg.mask_time_prob))
+        prog = Progress()
+        state = None
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay
+    )
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
+    if state is not None:
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        del state
+    n_params = sum(p.numel() for p in model.parameters())
+    log(
+        {
+            "event": "start",
+            "step": prog.step,
+            "params": n_params,
+            "config": dataclasses.asdict(cfg),
+            "corpus_hours": corpus_hours("train"),
+        }
+    )
+
+    valid = valid_set(cfg)
+    model.train()
+    session_start = time.monotonic()
+    last_ckpt = last_eval = time.monotonic()
+    window: list[float] = []
+    records: dict[str, dict[str, Any]] | None = None
+    while True:
+        if not prog.batches or prog.batch_pos >= len(prog.batches):
+            if prog.batches:
+                prog.epoch += 1
+            records = plan_epoch(prog, cfg)
+        elif records is None:  # resumed mid-epoch: reuse the saved batch plan
+            records = {r["id"]: r for r in load_manifests("train")}
+        dataset = BatchDataset(
+            prog.batches, records, cfg.seed, prog.epoch, prog.batch_pos, Augment()
+        )
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_size=None, num_workers=1, prefetch_factor=4
+        )
+        for batch in loader:
+            t0 = time.monotonic()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+                out = model(
+                    batch["input_values"],
+                    attention_mask=batch["attention_mask"],
+                    labels=batch["labels"],
+                )
+            loss = out.loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
+            opt.step()
+            sched.step()
+            prog.step += 1
+            prog.batch_pos = int(batch["index"]) + 1
+            prog.audio_seconds += float(batch["seconds"])
+            prog.train_seconds += time.monotonic() - t0
+            window.append(loss.item())
+            if prog.step % 25 == 0:
+                log(
+                    {
+                        "event": "train",
+                        "step": prog.step,
+                        "epoch": prog.epoch,
+                        "loss": float(np.mean(window)),
+                        "grad_norm": grad_norm,
+                        "lr": sched.get_last_lr()[0],
+                        "audio_hours": prog.audio_seconds / 3600,
+                        "train_hours": prog.train_seconds / 3600,
+                    }
+                )
+                window = []
+                trim_heap()
+            now = time.monotonic()
+            if now - last_eval >= args.eval_minutes * 60:
+                last_eval = now
+                result = evaluate(model, valid)
+                log(
+                    {
+                        "event": "valid",
+                        "step": prog.step,
+                        "audio_hours": prog.audio_seconds / 3600,
+                        "train_hours": prog.train_seconds / 3600,
+                        **result,
+                    }
+                )
+                if result["cer"] < prog.best_cer:
+                    prog.best_cer = result["cer"]
+                    checkpoint(RUN_DIR / "best.pt", model, opt, sched, cfg, prog)
+                    maybe_export(prog, result["cer"], args.export_below, args.export_delta)
+                publish_results()
+            if now - last_ckpt >= args.checkpoint_minutes * 60:
+                last_ckpt = now
+                checkpoint(last, model, opt, sched, cfg, prog)
+                print(f"checkpoint at step {prog.step}", flush=True)
+            if args.max_minutes is not None and now - session_start >= args.max_minutes * 60:
+                checkpoint(last, model, opt, sched, cfg, prog)
+                print("max minutes reached; checkpoint written", flush=True)
+                return
+
+
+if __name__ == "__main__":
+    main()
