@@ -27,7 +27,7 @@ from streaming.model import LoadedModel, load_model
 from streaming.server import Server
 
 BUNDLED = Path(streaming.__file__).parent / "models" / "tiny-en"
-MAX_CER = 0.6  # calibrated to the bundled model as shipped (test CER ~0.3-0.5); tighten as it trains
+MAX_CER = 0.6  # calibrated to the bundled model as shipped (test CER ~0.3-0.5)
 # Sentences spoken by espeak-ng en-us, one of the bundled model's training voices.
 SENTENCES = ["please call stella and ask her to bring these things", "we need a small red snake"]
 
