@@ -147,6 +147,8 @@ class Captions:
         kind = msg.get("type")
         if kind == "error":
             self.error(msg)
+        elif kind == "lag":  # the server fell behind this stream, or caught up again
+            self.status(f"server: {sanitize(str(msg.get('message', '')))}")
         if self.mode == "json":
             self.out.write(json.dumps(msg, ensure_ascii=False) + "\n")
             self.out.flush()

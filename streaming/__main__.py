@@ -174,6 +174,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="concurrent streams; more are refused with HTTP 503 (default: %(default)s)",
     )
     lim.add_argument(
+        "--max-engine-load",
+        type=float,
+        default=d.max_engine_load,
+        help="refuse new streams (HTTP 503) while the model was busy more than this fraction"
+        " of the last 5 s, so admitted streams stay real time; 1 turns it off"
+        " (default: %(default)s)",
+    )
+    lim.add_argument(
+        "--lag-warning-s",
+        type=float,
+        default=d.lag_warning_s,
+        help="send a stream a 'lag' message once the server is this many seconds behind"
+        " its audio, and again when it has caught up (default: %(default)s)",
+    )
+    lim.add_argument(
         "--max-frame-bytes",
         type=int,
         default=d.max_frame_bytes,
@@ -262,6 +277,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
             threads=args.threads,
         ),
         max_sessions=args.max_sessions,
+        max_engine_load=args.max_engine_load,
+        lag_warning_s=args.lag_warning_s,
         max_frame_bytes=args.max_frame_bytes,
         max_session_s=args.max_session_s,
         idle_timeout_s=args.idle_timeout_s,

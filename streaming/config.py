@@ -118,6 +118,8 @@ class ServerConfig:
     idle_timeout_s: float = 60.0
     backlog_high_s: float = 10.0
     backlog_low_s: float = 5.0
+    lag_warning_s: float = 2.0  # tell a session once it is this far behind its audio
+    max_engine_load: float = 0.9  # refuse new sessions while the engine is this busy
     shutdown_grace_s: float = 10.0
     auth_tokens: tuple[str, ...] = field(default=(), repr=False)
     tls_cert_file: str | None = None
@@ -138,6 +140,10 @@ class ServerConfig:
             raise ValueError("max frame bytes must be >= 2")
         if not 0 < self.backlog_low_s <= self.backlog_high_s:
             raise ValueError("backlog low-water mark must be in (0, high-water mark]")
+        if self.lag_warning_s <= 0:
+            raise ValueError("lag warning must be positive")
+        if not 0 < self.max_engine_load <= 1:
+            raise ValueError("max engine load must be in (0, 1] (1 turns the check off)")
         if self.idle_timeout_s <= 0 or self.max_session_s <= 0 or self.shutdown_grace_s < 0:
             raise ValueError("timeouts must be positive")
         if self.protocol not in ROOT_PROTOCOLS:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from .audio import AudioFormat
 from .config import MODEL_SAMPLE_RATE, ServerConfig
 from .engine import EngineClosed, InferenceEngine, InferenceError
-from .events import Event, Final, Partial
+from .events import ErrorEvent, Event, Final, Lag, Partial
 from .metrics import Metrics
 from .session import Session
 
@@ -41,6 +41,8 @@ class SessionDriver:
         self._drained.set()
         self._high = int(config.backlog_high_s * MODEL_SAMPLE_RATE)
         self._low = int(config.backlog_low_s * MODEL_SAMPLE_RATE)
+        self._lag_warn = int(config.lag_warning_s * MODEL_SAMPLE_RATE)
+        self.behind = False
         self._task: asyncio.Task[None] | None = None
 
     # -- lifecycle ------------------------------------------------------------------
@@ -121,8 +123,10 @@ class SessionDriver:
                     self.metrics.partials.inc()
                 elif isinstance(event, Final):
                     self.metrics.finals.inc()
-                else:
+                elif isinstance(event, ErrorEvent):
                     self.metrics.errors.labels(event.code).inc()
+                else:
+                    self.metrics.lag_events.labels("behind" if event.behind else "caught_up").inc()
         self._sink(events)
 
     def _check_backlog(self) -> None:
@@ -131,3 +135,14 @@ class SessionDriver:
             self._drained.clear()
         elif backlog <= self._low or self.session.ended:
             self._drained.set()
+        # Hysteresis: "behind" past the warning level, "caught up" under half of it.
+        if backlog > self._lag_warn and not self.behind:
+            self.behind = True
+            self._emit([self._lag(backlog)])
+        elif backlog <= self._lag_warn // 2 and self.behind:
+            self.behind = False
+            self._emit([self._lag(backlog)])
+
+    def _lag(self, backlog: int) -> Lag:
+        lag_ms = backlog * 1000 // MODEL_SAMPLE_RATE
+        return Lag(self.behind, lag_ms, self.session.audio_ms)

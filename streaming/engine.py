@@ -15,7 +15,7 @@ import logging
 import queue
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -25,6 +25,8 @@ import numpy as np
 from .config import EngineConfig
 
 log = logging.getLogger(__name__)
+
+LOAD_WINDOW_S = 5.0
 
 
 class BatchModel(Protocol):
@@ -88,6 +90,23 @@ class InferenceEngine:
         self._slots: asyncio.Semaphore | None = None
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._recent: deque[tuple[float, float]] = deque()  # (end, seconds) of model calls
+        self._recent_lock = threading.Lock()
+
+    @property
+    def load(self) -> float:
+        """Fraction of the last ``LOAD_WINDOW_S`` seconds the model was running.
+
+        Near 1 the engine cannot take more streams without every stream falling behind;
+        the server refuses new sessions above ``max_engine_load``.
+        """
+        now = time.perf_counter()
+        since = now - LOAD_WINDOW_S
+        with self._recent_lock:
+            while self._recent and self._recent[0][0] < since:
+                self._recent.popleft()
+            busy = sum(min(seconds, end - since) for end, seconds in self._recent)
+        return min(1.0, busy / LOAD_WINDOW_S)
 
     @property
     def queue_depth(self) -> int:
@@ -193,6 +212,10 @@ class InferenceEngine:
         self.stats.audio_samples += sum(j.samples.size for j in group)
         self.stats.busy_seconds += elapsed
         self.stats.last_batch_ms = elapsed * 1000
+        with self._recent_lock:
+            self._recent.append((began + elapsed, elapsed))
+            while self._recent[0][0] < began - LOAD_WINDOW_S:
+                self._recent.popleft()
         for job, output in zip(group, outputs):
             _resolve(job, output, None)
         if self._observer is not None:

@@ -46,4 +46,26 @@ class ErrorEvent:
     fatal: bool = False
 
 
-Event = Partial | Final | ErrorEvent
+@dataclass(frozen=True)
+class Lag:
+    """The server fell behind this stream's audio (``behind``) or caught up again.
+
+    Past saturation the server takes larger steps through the audio rather than
+    falling further behind in silence; this event makes that visible to the client.
+    """
+
+    behind: bool
+    lag_ms: int
+    audio_ms: int
+
+    @property
+    def message(self) -> str:
+        if self.behind:
+            return (
+                f"server is {self.lag_ms / 1000:.1f} s behind this stream's audio; "
+                "it now processes larger steps to catch up"
+            )
+        return f"server has caught up with this stream ({self.lag_ms / 1000:.1f} s behind)"
+
+
+Event = Partial | Final | ErrorEvent | Lag

@@ -32,6 +32,15 @@ class Metrics:
         self.errors = Counter(
             "streaming_errors", "Error messages sent to clients", ["code"], registry=r
         )
+        self.lag_events = Counter(
+            "streaming_lag_events",
+            "Sessions that fell behind real time / caught up again",
+            ["state"],
+            registry=r,
+        )
+        self.engine_load = Gauge(
+            "streaming_engine_load", "Fraction of the last 5 s the model was busy", registry=r
+        )
         self.batches = Counter("streaming_engine_batches", "Model calls", registry=r)
         self.batch_size = Histogram(
             "streaming_engine_batch_size",

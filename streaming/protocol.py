@@ -13,7 +13,7 @@ from . import PROTOCOL_VERSION
 from .audio import AudioFormat
 from .config import MODEL_SAMPLE_RATE
 from .errors import StreamError
-from .events import ErrorEvent, Event, Final, Partial, WordTiming
+from .events import ErrorEvent, Event, Final, Lag, Partial, WordTiming
 
 
 @dataclass(frozen=True)
@@ -139,6 +139,14 @@ def event_message(event: Event) -> dict[str, Any]:
         }
     if isinstance(event, ErrorEvent):
         return error(event.code, event.message, fatal=event.fatal)
+    if isinstance(event, Lag):
+        return {
+            "type": "lag",
+            "state": "behind" if event.behind else "caught_up",
+            "lag_ms": event.lag_ms,
+            "audio_ms": event.audio_ms,
+            "message": event.message,
+        }
     raise TypeError(f"not an event: {event!r}")
 
 

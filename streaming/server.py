@@ -23,7 +23,7 @@ from websockets.http11 import Request, Response
 from . import compat
 from .config import MODEL_SAMPLE_RATE, ServerConfig
 from .connection import ConnectionContext, Endpoint, StreamConnection
-from .engine import InferenceEngine
+from .engine import LOAD_WINDOW_S, InferenceEngine
 from .metrics import Metrics
 from .model import LoadedModel, load_model
 from .security import presented_token, redacting_logger, server_tls_context, token_allowed
@@ -161,6 +161,7 @@ class Server:
             return response
         if path == "/metrics":
             self.metrics.queue_depth.set(self.engine.queue_depth if self.engine else 0)
+            self.metrics.engine_load.set(self.engine.load if self.engine else 0.0)
             return _text_response(
                 connection, HTTPStatus.OK, self.metrics.render().decode(), self.metrics.content_type
             )
@@ -175,14 +176,27 @@ class Server:
             return _json_response(
                 connection, HTTPStatus.SERVICE_UNAVAILABLE, {"error": "server shutting down"}
             )
-        if len(self._connections) >= self.config.max_sessions:
-            self.metrics.rejected.labels("full").inc()
+        refused = self._full_reason()
+        if refused is not None:
+            reason, message = refused
+            self.metrics.rejected.labels(reason).inc()
+            log.warning("refused %s: %s", _peer(connection), message)
             if compat.answers_when_full(self._endpoints[path]):
                 return None  # answered with the protocol's own "full" message in _handle
-            return _json_response(
-                connection,
-                HTTPStatus.SERVICE_UNAVAILABLE,
-                {"error": f"server full: {self.config.max_sessions} sessions in use"},
+            return _json_response(connection, HTTPStatus.SERVICE_UNAVAILABLE, {"error": message})
+        return None
+
+    def _full_reason(self) -> tuple[str, str] | None:
+        """Why a new session would be refused now, or None: the session limit, or an
+        engine so busy that one more stream would make every stream fall behind."""
+        if len(self._connections) >= self.config.max_sessions:
+            return "full", f"server full: {self.config.max_sessions} sessions in use"
+        limit = self.config.max_engine_load
+        load = self.engine.load if self.engine is not None and limit < 1 else 0.0
+        if load >= limit:
+            return "overloaded", (
+                f"server overloaded: the model was busy {load:.0%} of the last "
+                f"{LOAD_WINDOW_S:.0f} s (limit {limit:.0%}); try again later"
             )
         return None
 
@@ -195,6 +209,7 @@ class Server:
             "sessions": len(self._connections),
             "max_sessions": self.config.max_sessions,
             "queue_depth": engine.queue_depth if engine else 0,
+            "engine_load": round(engine.load, 3) if engine else 0.0,
             "batches": engine.stats.batches if engine else 0,
             "mean_batch": round(engine.stats.mean_batch, 2) if engine else 0.0,
         }
@@ -209,9 +224,7 @@ class Server:
         )
         assert ws.request is not None
         factory = self._endpoints[ws.request.path.split("?", 1)[0]]
-        if len(self._connections) >= self.config.max_sessions and compat.answers_when_full(
-            factory
-        ):
+        if self._full_reason() is not None and compat.answers_when_full(factory):
             await compat.answer_full(ws, self.config.idle_timeout_s)
             return
         path = ws.request.path.split("?", 1)[0]

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import numpy as np
 import pytest
 
+from streaming import engine as engine_module
 from streaming.config import EngineConfig
 from streaming.engine import EngineClosed, InferenceEngine, InferenceError
 
@@ -122,3 +124,30 @@ async def test_full_queue_makes_callers_wait_instead_of_growing() -> None:
         assert engine.queue_depth <= 2
         model.gate.set()
         await asyncio.gather(*tasks)
+
+
+class SlowModel(RecordingModel):
+    """Takes at least ``seconds`` per batch, like a model that saturates the device."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        time.sleep(self.seconds)
+        return super().infer(batch)
+
+
+async def test_load_is_the_busy_fraction_of_the_recent_past_and_decays_when_idle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(engine_module, "LOAD_WINDOW_S", 0.5)
+    async with InferenceEngine(SlowModel(0.05)) as engine:
+        assert engine.load == 0.0
+        began = time.perf_counter()
+        for i in range(6):  # back to back: the model is busy nearly all the time
+            await engine.infer(np.full(4, float(i), dtype=np.float32))
+        assert time.perf_counter() - began >= 0.3
+        assert engine.load >= 0.5  # >= 0.3 s busy in the last 0.5 s
+        await asyncio.sleep(0.6)
+        assert engine.load == 0.0

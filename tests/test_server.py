@@ -15,6 +15,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 from wsclient import collect_until_close, of_type, recv_json, stream_pcm
 
+from streaming.engine import InferenceEngine
 from streaming.model import LoadedModel
 from streaming.server import Server
 
@@ -232,3 +233,47 @@ async def test_shutdown_finalizes_open_utterances_and_closes_with_1001(
     finals = of_type(messages, "final")
     assert len(finals) == 1 and finals[0]["reason"] == "shutdown"
     assert ws.close_code == 1001
+
+
+async def test_overloaded_engine_refuses_new_sessions_with_503_and_a_reason(
+    tiny_model_dir: Path, tiny_model: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = server_config(tiny_model_dir, max_engine_load=0.8)
+    async with Server(config, model=tiny_model) as srv:
+        async with connect(srv.url) as ws:  # an idle engine admits
+            assert (await recv_json(ws))["type"] == "ready"
+        # Stand-in for a saturated device: only the load reading is replaced.
+        monkeypatch.setattr(InferenceEngine, "load", property(lambda _self: 0.93))
+        with pytest.raises(InvalidStatus) as info:
+            async with connect(srv.url):
+                pass
+        assert info.value.response.status_code == 503
+        body = json.loads(info.value.response.body)
+        assert body["error"].startswith("server overloaded: the model was busy 93%")
+        health = json.loads(
+            await asyncio.to_thread(
+                lambda: urllib.request.urlopen(
+                    srv.url.replace("ws://", "http://") + "health", timeout=5
+                ).read()
+            )
+        )
+        assert health["engine_load"] == 0.93
+
+
+async def test_a_stream_the_server_falls_behind_is_told_so_and_when_it_has_caught_up(
+    tiny_model_dir: Path, tiny_model: LoadedModel
+) -> None:
+    speech = synthesize("the birch canoe slid on the smooth planks " * 3)
+    config = server_config(tiny_model_dir, lag_warning_s=1.0)
+    audio = np.concatenate([np.zeros(RATE // 2, dtype=np.float32), speech])
+    async with Server(config, model=tiny_model) as srv:
+        # All at once, far faster than real time: the server is seconds behind at once.
+        messages, code = await stream_pcm(srv.url, to_s16(audio), chunk_bytes=64000)
+    assert code == 1000
+    lags = of_type(messages, "lag")
+    assert [m["state"] for m in lags] == ["behind", "caught_up"]
+    assert lags[0]["lag_ms"] > 1000 and lags[1]["lag_ms"] <= 500
+    assert "behind this stream's audio" in lags[0]["message"]
+    kinds = [m["type"] for m in messages]
+    assert kinds.index("lag") < kinds.index("final")  # told while it mattered
+    assert len(of_type(messages, "final")) >= 1  # and nothing was lost
