@@ -15,7 +15,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 from client.captions import Captions, choose_mode
 from client.connection import DEFAULT_URL, ClientError, Listener, StreamResult
@@ -25,6 +25,7 @@ from client.report import build_report, format_summary, overall_summary, write_j
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_ABORTED = 0, 1, 2, 130
 TOKEN_ENV = "STREAMING_TOKEN"
+_N = TypeVar("_N", int, float)
 
 EPILOG = """\
 examples:
@@ -57,34 +58,26 @@ session, one after the other; a folder means every audio file inside it.
 """
 
 
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return v
+def _number(
+    convert: Callable[[str], _N], what: str, accept: Callable[[_N], bool], rule: str
+) -> Callable[[str], _N]:
+    """An argparse `type`: `convert` the text, then insist on `accept` ("must be RULE")."""
+
+    def parse(text: str) -> _N:
+        try:
+            v = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a {what}: {text!r}") from None
+        if not accept(v):
+            raise argparse.ArgumentTypeError(f"must be {rule}, got {text}")
+        return v
+
+    return parse
 
 
-def _non_negative_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return v
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return v
+_positive_float = _number(float, "number", lambda v: v > 0, "> 0")  # NaN is refused
+_non_negative_float = _number(float, "number", lambda v: not v < 0, ">= 0")
+_non_negative_int = _number(int, "whole number", lambda v: v >= 0, ">= 0")
 
 
 def _positive_int(text: str) -> int:
