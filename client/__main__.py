@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 from client.captions import Captions, choose_mode
-from client.connection import DEFAULT_URL, ClientError, Listener, StreamResult
+from client.connection import (
+    DEFAULT_URL,
+    ClientError,
+    Listener,
+    SessionOptions,
+    StreamResult,
+)
 from client.files import AudioFileError, expand_paths
 from client.latency import DEFAULT_TOLERANCE_MS
 from client.report import build_report, format_summary, overall_summary, write_json
@@ -434,6 +440,21 @@ def _finish_session(result: StreamResult, ui: Captions, quiet: bool, title: str 
         ui.notice(format_summary(result.summary(), title))
 
 
+def _session_options(
+    args: argparse.Namespace, listener: Listener, stop: asyncio.Event
+) -> SessionOptions:
+    """The connection and latency options, the same for the microphone and for files."""
+    return SessionOptions(
+        listener=listener,
+        retries=args.retries,
+        finish_timeout=args.finish_timeout,
+        tolerance_ms=args.word_tolerance_ms,
+        token=args.token,
+        cafile=args.cafile,
+        stop=stop,
+    )
+
+
 async def _run_mic(
     args: argparse.Namespace,
     listener: Listener,
@@ -451,13 +472,7 @@ async def _run_mic(
             rate=args.rate,
             chunk_ms=args.chunk_ms,
             seconds=args.seconds,
-            listener=listener,
-            retries=args.retries,
-            finish_timeout=args.finish_timeout,
-            tolerance_ms=args.word_tolerance_ms,
-            token=args.token,
-            cafile=args.cafile,
-            stop=stop,
+            **_session_options(args, listener, stop),
         )
     except MicError as exc:
         ui.notice(f"error: {exc}")
@@ -496,13 +511,7 @@ async def _run_files(
                 args.url,
                 speed=speed,
                 chunk_ms=args.chunk_ms,
-                listener=listener,
-                retries=args.retries,
-                finish_timeout=args.finish_timeout,
-                tolerance_ms=args.word_tolerance_ms,
-                token=args.token,
-                cafile=args.cafile,
-                stop=stop,
+                **_session_options(args, listener, stop),
             )
         except AudioFileError as exc:
             ui.notice(f"error: {exc}")

@@ -5,13 +5,22 @@ Benchmarks and tests use these directly; the CLI (`python -m client`) is a thin 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from client.connection import DEFAULT_URL, Listener, NullListener, StreamResult, stream_audio
+from client.connection import (
+    DEFAULT_URL,
+    NullListener,
+    SessionOptions,
+    StreamResult,
+    stream_audio,
+)
 from client.files import chunk_samples, load_audio, paced_chunks, split_chunks
 from client.latency import DEFAULT_TOLERANCE_MS
+
+if TYPE_CHECKING:  # typing.Unpack is Python 3.11+
+    from typing_extensions import Unpack
 
 
 async def stream_file(
@@ -20,18 +29,12 @@ async def stream_file(
     *,
     speed: float = 1.0,
     chunk_ms: float = 100.0,
-    listener: Listener | None = None,
-    retries: int = 3,
-    retry_delay: float = 0.5,
-    open_timeout: float = 10.0,
-    finish_timeout: float = 30.0,
-    tolerance_ms: float = DEFAULT_TOLERANCE_MS,
-    token: str | None = None,
-    cafile: str | None = None,
-    stop: asyncio.Event | None = None,
+    **options: Unpack[SessionOptions],
 ) -> StreamResult:
     """Stream one audio file as one session, paced at `speed` × real time (1 = like a live
-    microphone, 0 = as fast as the connection takes it).
+    microphone, 0 = as fast as the connection takes it). `options`: those of
+    `stream_audio` (listener, retries, retry_delay, open_timeout, finish_timeout,
+    tolerance_ms, token, cafile, stop).
 
     Raises `AudioFileError` for an unreadable file and `ConnectError` when no session could
     be opened; anything that goes wrong during the session is in `result.failure`.
@@ -41,19 +44,11 @@ async def stream_file(
     audio, rate = load_audio(path)
     chunks = split_chunks(audio, chunk_samples(rate, chunk_ms))
     return await stream_audio(
-        paced_chunks(chunks, rate, speed, stop),
+        paced_chunks(chunks, rate, speed, options.get("stop")),
         url=url,
         sample_rate=rate,
         name=str(path),
-        listener=listener,
-        retries=retries,
-        retry_delay=retry_delay,
-        open_timeout=open_timeout,
-        finish_timeout=finish_timeout,
-        tolerance_ms=tolerance_ms,
-        token=token,
-        cafile=cafile,
-        stop=stop,
+        **options,
     )
 
 
@@ -63,30 +58,15 @@ async def stream_files(
     *,
     speed: float = 1.0,
     chunk_ms: float = 100.0,
-    listener: Listener | None = None,
-    retries: int = 3,
-    token: str | None = None,
-    cafile: str | None = None,
-    stop: asyncio.Event | None = None,
+    **options: Unpack[SessionOptions],
 ) -> list[StreamResult]:
-    """Several files one after the other, each its own session."""
+    """Several files one after the other, each its own session (options: `stream_file`'s)."""
+    stop = options.get("stop")
     results = []
     for path in paths:
         if stop is not None and stop.is_set():
             break
-        results.append(
-            await stream_file(
-                path,
-                url,
-                speed=speed,
-                chunk_ms=chunk_ms,
-                listener=listener,
-                retries=retries,
-                token=token,
-                cafile=cafile,
-                stop=stop,
-            )
-        )
+        results.append(await stream_file(path, url, speed=speed, chunk_ms=chunk_ms, **options))
     return results
 
 
@@ -97,46 +77,32 @@ async def stream_microphone(
     rate: int | None = None,
     chunk_ms: float = 100.0,
     seconds: float | None = None,
-    listener: Listener | None = None,
-    retries: int = 3,
-    retry_delay: float = 0.5,
-    open_timeout: float = 10.0,
-    finish_timeout: float = 30.0,
     max_queue_s: float = 5.0,
-    tolerance_ms: float = DEFAULT_TOLERANCE_MS,
-    token: str | None = None,
-    cafile: str | None = None,
-    stop: asyncio.Event | None = None,
+    **options: Unpack[SessionOptions],
 ) -> StreamResult:
-    """Stream the microphone until `stop` is set or `seconds` have passed.
+    """Stream the microphone until `stop` is set or `seconds` have passed (`options`: those
+    of `stream_audio`).
 
     Raises `MicError` when the device cannot be used as asked.
     """
     from client.mic import Microphone
 
-    listener = listener or NullListener()
+    listener = options.get("listener") or NullListener()
     mic = Microphone(device, rate, chunk_ms, max_queue_s=max_queue_s, status=listener.status)
     listener.status(mic.describe())
     result = StreamResult(
         source=f"microphone [{mic.device_index}] {mic.device_name}",
         url=url,
         sample_rate=mic.rate,
-        tolerance_ms=tolerance_ms,
+        tolerance_ms=options.get("tolerance_ms", DEFAULT_TOLERANCE_MS),
     )
     try:
         await stream_audio(
-            mic.blocks(stop, seconds),
+            mic.blocks(options.get("stop"), seconds),
             url=url,
             sample_rate=mic.rate,
-            listener=listener,
-            retries=retries,
-            retry_delay=retry_delay,
-            open_timeout=open_timeout,
-            finish_timeout=finish_timeout,
-            token=token,
-            cafile=cafile,
-            stop=stop,
             result=result,
+            **options,
         )
     finally:
         result.dropped_blocks = mic.stats.dropped_blocks

@@ -14,7 +14,7 @@ import ssl
 import time
 from collections.abc import AsyncIterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
 
 import numpy as np
 import numpy.typing as npt
@@ -284,6 +284,21 @@ async def open_session(
 def _error_line(msg: Message) -> str:
     fatal = " (fatal)" if msg.get("fatal") else ""
     return f"server error {msg.get('code', '?')}{fatal}: {msg.get('message', '')}"
+
+
+class SessionOptions(TypedDict, total=False):
+    """The keyword options of `stream_audio` that `stream_file`, `stream_files` and
+    `stream_microphone` take as well and pass on unchanged (defaults: `stream_audio`'s)."""
+
+    listener: Listener | None
+    retries: int
+    retry_delay: float
+    open_timeout: float
+    finish_timeout: float
+    tolerance_ms: float
+    token: str | None
+    cafile: str | None
+    stop: asyncio.Event | None
 
 
 async def stream_audio(
