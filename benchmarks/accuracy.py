@@ -34,17 +34,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from benchmarks import common
 
-DEFAULT = (480, 960, 320)  # chunk, left, right (ms): streaming.config.WindowConfig
+DEFAULT = (320, 960, 160)  # chunk, left, right (ms): streaming.config.WindowConfig
 FULL_CHUNKS = (320, 480, 640, 960)
 FULL_LEFTS = (480, 960, 1600)
 FULL_RIGHTS = (160, 320, 480)
@@ -123,9 +121,7 @@ def run_setting(
         chunk_ms=setting.chunk, left_context_ms=setting.left, right_context_ms=setting.right
     )
     counts = common.ErrorCounts()
-    partial: list[float] = []
-    commit: list[float] = []
-    final: list[float] = []
+    trackers: list[Any] = []
     changes = retracted = committed = windows = 0
     model_s = audio_s = 0.0
     hyps = []
@@ -133,9 +129,7 @@ def run_setting(
         run = common.simulate_session(model, audio, window, compute="zero")
         counts.add(ref, run.transcript)
         hyps.append(run.transcript)
-        partial += run.tracker.partial_latencies()
-        commit += run.tracker.commit_latencies()
-        final += run.tracker.final_latencies()
+        trackers.append(run.tracker)
         c, r = stability(run)
         changes += c
         retracted += r
@@ -150,9 +144,7 @@ def run_setting(
         "right_ms": setting.right,
         "cost": round(setting.cost, 2),
         "streaming": counts.to_json(),
-        "partial_ms": common.summarize(partial),
-        "commit_ms": common.summarize(commit),
-        "final_ms": common.summarize(final),
+        **common.latency_summary(trackers),
         "changes_per_word": round(changes / max(1, committed), 3),
         "retracted_per_word": round(retracted / max(1, committed), 3),
         "windows": windows,
@@ -268,7 +260,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     bench = common.freeze_model(common.resolve_model(args.model))
     model, _ = common.load_bench_model(bench.source, dtype=args.dtype, threads=args.threads)
-    print(f"# model {bench.label}" + (f" ({bench.note})" if bench.note else ""))
+    print(f"# model {bench.described}")
     utts = common.held_out_utterances(args.utterances)
     audios = [pad(u.audio()) for u in utts]
     refs = [u.text for u in utts]
@@ -339,13 +331,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         f"WER {rec['wer']}, p95 commit {rec['commit_p95_ms']} ms, cost {rec['cost']})"
     )
     data = {
-        "benchmark": "accuracy",
-        "command": args.command_line,
-        "machine": info,
-        "model": bench.label,
-        "model_source": bench.source,
-        "model_note": bench.note,
-        "model_fingerprint": common.model_fingerprint(bench.source),
+        **common.result_header(args, info, bench),
         "utterances": [{"id": u.id, "voice": u.voice, "text": u.text} for u in utts],
         "audio_s": round(seconds, 1),
         "offline": offline.to_json(),
@@ -355,10 +341,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "recommendation": rec,
         "target": "streaming final WER ≤ 1.02 × offline WER",
     }
-    slug = common.machine_slug(info)
-    name = "accuracy" + (f"-{args.tag}" if args.tag else "")
-    print(f"wrote {common.write_json(name, slug, data, args.results_dir)}")
-    common.maybe_plot(plot, data, name, slug, args.results_dir)
+    common.save_results(data, args, plot)
     return data
 
 
@@ -390,9 +373,7 @@ def plot(data: dict[str, Any], name: str, slug: str, results_dir: Any = None) ->
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = common.arg_parser(__doc__)
     p.add_argument("--model", default="tiny-en")
     p.add_argument("--utterances", type=int, default=40)
     p.add_argument(
@@ -431,17 +412,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=1,
         help="torch threads (1 is steadier on a shared 2-core machine)",
     )
-    p.add_argument("--tag", default="")
-    p.add_argument("--results-dir", type=Path, default=None)
-    return p.parse_args(argv)
+    common.add_result_options(p)
+    return common.parse_benchmark_args(p, "accuracy", argv)
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    args.command_line = "python -m benchmarks.accuracy " + " ".join(
-        sys.argv[1:] if argv is None else argv
-    )
-    run(args)
+    run(parse_args(argv))
 
 
 if __name__ == "__main__":

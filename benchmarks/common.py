@@ -11,6 +11,7 @@ imported inside the functions that need them.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import math
@@ -23,7 +24,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,6 +148,11 @@ def machine_slug(info: dict[str, Any]) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
+def machine_label(info: dict[str, Any]) -> str:
+    """For plot titles: the GPU, else ``<cpu model>, <cores> cores``."""
+    return str(info["gpu"] or f"{info['cpu']}, {info['cores']} cores")
+
+
 # ---------------------------------------------------------------------------------------
 # statistics and result files
 
@@ -222,6 +228,44 @@ def maybe_plot(
         import matplotlib  # noqa: F401
     except ImportError:
         print("matplotlib is not installed: no PNG (python -m benchmarks.plots draws it later)")
+def result_header(
+    args: argparse.Namespace,
+    info: dict[str, Any],
+    bench: BenchModel,
+    *,
+    model_source: bool = True,
+) -> dict[str, Any]:
+    """The first keys of every result file: benchmark, command, machine and model
+    (label, source unless ``model_source=False``, note, fingerprint)."""
+    head: dict[str, Any] = {
+        "benchmark": args.benchmark,
+        "command": args.command_line,
+        "machine": info,
+        "model": bench.label,
+    }
+    if model_source:
+        head["model_source"] = bench.source
+    head["model_note"] = bench.note
+    head["model_fingerprint"] = model_fingerprint(bench.source)
+    return head
+
+
+def save_results(
+    data: dict[str, Any],
+    args: argparse.Namespace,
+    plot: Callable[..., Any] | None = None,
+    lead: str = "",
+) -> tuple[str, str]:
+    """Write ``<benchmark>[-<tag>]-<machine>.json`` to ``args.results_dir`` and say so
+    (after ``lead``), then its PNG when ``plot`` is given; returns (name, machine slug)."""
+    slug = machine_slug(data["machine"])
+    name = str(data["benchmark"]) + (f"-{args.tag}" if args.tag else "")
+    print(f"{lead}wrote {write_json(name, slug, data, args.results_dir)}")
+    if plot is not None:
+        maybe_plot(plot, data, name, slug, args.results_dir)
+    return name, slug
+
+
         return None
     path: Path = plot(data, name, slug, results_dir)
     print(f"wrote {path}")
@@ -257,6 +301,34 @@ def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], title: s
     for row in cells:
         print("  ".join(v.rjust(w) for v, w in zip(row, widths)))
     sys.stdout.flush()
+def arg_parser(description: str | None) -> argparse.ArgumentParser:
+    """A benchmark's parser: its module docstring, kept as written, is the ``--help`` text."""
+    return argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+
+
+def add_result_options(
+    p: argparse.ArgumentParser, tag_help: str | None = None, dir_help: str | None = None
+) -> None:
+    """``--tag`` (added to the result file names) and ``--results-dir``."""
+    p.add_argument("--tag", default="", help=tag_help)
+    p.add_argument("--results-dir", type=Path, default=None, help=dir_help)
+
+
+def parse_benchmark_args(
+    p: argparse.ArgumentParser, benchmark: str, argv: Sequence[str] | None
+) -> argparse.Namespace:
+    """``p.parse_args(argv)`` plus ``benchmark`` and ``command_line`` (how it was started,
+    for the result file)."""
+    args = p.parse_args(argv)
+    args.benchmark = benchmark
+    args.command_line = f"python -m benchmarks.{benchmark} " + " ".join(
+        sys.argv[1:] if argv is None else argv
+    )
+    return args
+
+
 
 
 # ---------------------------------------------------------------------------------------
@@ -346,6 +418,11 @@ def resolve_model(name: str) -> BenchModel:
         bundled = bundled_model_path("tiny-en")
         if bundled is not None:
             return BenchModel(str(bundled), "tiny-en")
+    @property
+    def described(self) -> str:
+        """The label, and the note in brackets when there is one."""
+        return self.label + (f" ({self.note})" if self.note else "")
+
         snapshot = MODELS_DIR / "tiny-en-snapshot"
         if (snapshot / "config.json").is_file():
             return BenchModel(

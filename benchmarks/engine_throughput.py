@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -128,13 +127,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     best_row = max(results, key=lambda r: r["audio_s_per_s"])
     best_offline = max(offline, key=lambda r: r["x_realtime"])
     data = {
-        "benchmark": "engine_throughput",
-        "command": args.command_line,
-        "machine": info,
-        "model": bench.label,
-        "model_source": bench.source,
-        "model_note": bench.note,
-        "model_fingerprint": common.model_fingerprint(bench.source),
+        **common.result_header(args, info, bench),
         "parameters": parameters,
         "settings": {
             "windows_ms": args.windows,
@@ -152,10 +145,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "best_at": {k: best_row[k] for k in ("dtype", "threads", "window_ms", "batch")},
         },
     }
-    slug = common.machine_slug(info)
-    name = "engine_throughput" + (f"-{args.tag}" if args.tag else "")
-    print(f"\nwrote {common.write_json(name, slug, data, args.results_dir)}")
-    common.maybe_plot(plot, data, name, slug, args.results_dir)
+    common.save_results(data, args, plot, lead="\n")
     return data
 
 
@@ -164,8 +154,7 @@ def plot(data: dict[str, Any], name: str, slug: str, results_dir: Any = None) ->
     rows = data["results"]
     threads = list(dict.fromkeys(r.get("threads") for r in rows))
     fig, axes = plt.subplots(1, len(threads), figsize=(6.5 * len(threads), 4.5), squeeze=False)
-    info = data["machine"]
-    where = info["gpu"] or f"{info['cpu']}, {info['cores']} cores"
+    where = common.machine_label(data["machine"])
     for ax, th in zip(axes[0], threads):
         for dtype in dict.fromkeys(r["dtype"] for r in rows):
             for window_ms in dict.fromkeys(r["window_ms"] for r in rows):
@@ -196,9 +185,7 @@ def plot(data: dict[str, Any], name: str, slug: str, results_dir: Any = None) ->
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = common.arg_parser(__doc__)
     p.add_argument(
         "--model",
         default="tiny-en",
@@ -235,14 +222,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="torch CPU thread counts to measure, comma-separated (default: 1,2 on "
         "the CPU, torch's default on CUDA)",
     )
-    p.add_argument("--tag", default="", help="added to the result file names")
-    p.add_argument(
-        "--results-dir",
-        type=Path,
-        default=None,
-        help="where results go (default: benchmarks/results)",
+    common.add_result_options(
+        p, "added to the result file names", "where results go (default: benchmarks/results)"
     )
-    args = p.parse_args(argv)
+    args = common.parse_benchmark_args(p, "engine_throughput", argv)
     args.dtypes = args.dtypes if isinstance(args.dtypes, list) else [args.dtypes]
     if args.threads is None:
         import torch
@@ -256,13 +239,7 @@ def _ints(text: str) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    import sys
-
-    args = parse_args(argv)
-    args.command_line = "python -m benchmarks.engine_throughput " + " ".join(
-        sys.argv[1:] if argv is None else argv
-    )
-    run(args)
+    run(parse_args(argv))
 
 
 if __name__ == "__main__":

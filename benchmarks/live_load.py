@@ -23,9 +23,7 @@ import argparse
 import asyncio
 import random
 import shlex
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from benchmarks import common
@@ -88,8 +86,6 @@ def run_level(
         final += res.tracker.final_latencies()
         errors += len(res.errors)
         finals += len(res.finals)
-        shown += len(res.tracker.words)
-        retracted += sum(1 for w in res.tracker.words if w.retracted)
         audio_s += res.audio_s
         if res.tail_s is not None:
             tails.append(res.tail_s)
@@ -197,7 +193,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     info = common.machine_info(args.device)
     common.header("live load", info)
     bench = common.resolve_model(args.model)
-    print(f"# model {bench.label}" + (f" ({bench.note})" if bench.note else ""))
+    print(f"# model {bench.described}")
     files = common.session_files(args.files, per_file=args.utterances_per_file)
     print(f"# {len(files)} session files: " + ", ".join(f"{f.duration_s:.1f} s" for f in files))
     server_args = [
@@ -238,13 +234,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         f"target {'met' if head['target_met'] else 'NOT met'}"
     )
     data = {
-        "benchmark": "live_load",
-        "command": args.command_line,
-        "machine": info,
-        "model": bench.label,
-        "model_source": bench.source,
-        "model_note": bench.note,
-        "model_fingerprint": common.model_fingerprint(bench.source),
+        **common.result_header(args, info, bench),
         "server_args": server_args,
         "files": [
             {
@@ -259,10 +249,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "levels": levels,
         "headline": head,
     }
-    slug = common.machine_slug(info)
-    name = "live_load" + (f"-{args.tag}" if args.tag else "")
-    print(f"wrote {common.write_json(name, slug, data, args.results_dir)}")
-    common.maybe_plot(plot, data, name, slug, args.results_dir)
+    common.save_results(data, args, plot)
     return data
 
 
@@ -317,15 +304,12 @@ def plot(data: dict[str, Any], name: str, slug: str, results_dir: Any = None) ->
     ax3.set_ylabel("mean batch size")
     ax2.legend(fontsize=8, loc="upper left")
     ax3.legend(fontsize=8, loc="lower right")
-    info = data["machine"]
-    ax2.set_title(info["gpu"] or f"{info['cpu']}, {info['cores']} cores", fontsize=10)
+    ax2.set_title(common.machine_label(data["machine"]), fontsize=10)
     return common.save_figure(fig, name, slug, results_dir)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = common.arg_parser(__doc__)
     p.add_argument("--model", default="tiny-en", help="see engine_throughput --help")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="", help="server --dtype (default: the server's auto)")
@@ -344,17 +328,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="stop the sweep once p95 commit latency exceeds this",
     )
     p.add_argument("--server-args", default="", help="extra server options, one string")
-    p.add_argument("--tag", default="", help="added to the result file names")
-    p.add_argument("--results-dir", type=Path, default=None)
-    return p.parse_args(argv)
+    common.add_result_options(p, "added to the result file names")
+    return common.parse_benchmark_args(p, "live_load", argv)
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    args.command_line = "python -m benchmarks.live_load " + " ".join(
-        sys.argv[1:] if argv is None else argv
-    )
-    run(args)
+    run(parse_args(argv))
 
 
 if __name__ == "__main__":

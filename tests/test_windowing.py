@@ -40,7 +40,7 @@ def test_no_window_until_a_chunk_and_its_right_context_have_arrived() -> None:
 
 
 def test_steady_windows_carry_left_context_and_keep_only_the_chunk() -> None:
-    p = planner(chunk_ms=480, left_context_ms=960, right_context_ms=320)
+    p = planner(chunk_ms=480, left_context_ms=960, right_context_ms=320, max_catchup_chunks=4)
     plan = p.next(48, 100_000, closed=False)
     assert plan is not None
     assert plan.start == 48 * 320 - 15360
