@@ -187,6 +187,25 @@ def summarize(values: Sequence[float], digits: int = 1) -> dict[str, Any]:
     return out
 
 
+def latency_summary(trackers: Iterable[Any], final: bool = True) -> dict[str, Any]:
+    """``partial_ms``, ``commit_ms`` (and ``final_ms``): :func:`summarize` over every word
+    (utterance) of some ``client.latency.LatencyTracker`` s, in their order."""
+    trackers = list(trackers)
+    out = {
+        "partial_ms": summarize([v for t in trackers for v in t.partial_latencies()]),
+        "commit_ms": summarize([v for t in trackers for v in t.commit_latencies()]),
+    }
+    if final:
+        out["final_ms"] = summarize([v for t in trackers for v in t.final_latencies()])
+    return out
+
+
+def word_counts(trackers: Iterable[Any]) -> dict[str, int]:
+    """``words_shown`` and ``words_retracted`` (shown, never committed) of some trackers."""
+    words = [w for t in trackers for w in t.words]
+    return {"words_shown": len(words), "words_retracted": sum(1 for w in words if w.retracted)}
+
+
 def result_path(name: str, slug: str, suffix: str, results_dir: Path | None = None) -> Path:
     folder = results_dir or RESULTS_DIR
     folder.mkdir(parents=True, exist_ok=True)
@@ -209,25 +228,6 @@ def _json_default(value: object) -> Any:
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
-def save_figure(fig: Any, name: str, slug: str, results_dir: Path | None = None) -> Path:
-    path = result_path(name, slug, ".png", results_dir)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return path
-
-
-def maybe_plot(
-    plot: Any, data: dict[str, Any], name: str, slug: str, results_dir: Path | None
-) -> Path | None:
-    """Draw the PNG when matplotlib is installed (else say so: ``python -m
-    benchmarks.plots FOLDER`` draws it later from the JSON)."""
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        print("matplotlib is not installed: no PNG (python -m benchmarks.plots draws it later)")
 def result_header(
     args: argparse.Namespace,
     info: dict[str, Any],
@@ -266,6 +266,25 @@ def save_results(
     return name, slug
 
 
+def save_figure(fig: Any, name: str, slug: str, results_dir: Path | None = None) -> Path:
+    path = result_path(name, slug, ".png", results_dir)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path
+
+
+def maybe_plot(
+    plot: Any, data: dict[str, Any], name: str, slug: str, results_dir: Path | None
+) -> Path | None:
+    """Draw the PNG when matplotlib is installed (else say so: ``python -m
+    benchmarks.plots FOLDER`` draws it later from the JSON)."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print("matplotlib is not installed: no PNG (python -m benchmarks.plots draws it later)")
         return None
     path: Path = plot(data, name, slug, results_dir)
     print(f"wrote {path}")
@@ -282,25 +301,6 @@ def pyplot() -> Any:
     return plt
 
 
-def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], title: str = "") -> None:
-    """A plain aligned text table (None prints as '-')."""
-
-    def fmt(v: Any) -> str:
-        if v is None:
-            return "-"
-        if isinstance(v, float):
-            return f"{v:.3g}" if abs(v) < 10 else f"{v:.1f}"
-        return str(v)
-
-    cells = [[fmt(r.get(c)) for c in columns] for r in rows]
-    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
-    if title:
-        print(f"\n{title}")
-    print("  ".join(c.rjust(w) for c, w in zip(columns, widths)))
-    print("  ".join("-" * w for w in widths))
-    for row in cells:
-        print("  ".join(v.rjust(w) for v, w in zip(row, widths)))
-    sys.stdout.flush()
 def arg_parser(description: str | None) -> argparse.ArgumentParser:
     """A benchmark's parser: its module docstring, kept as written, is the ``--help`` text."""
     return argparse.ArgumentParser(
@@ -329,6 +329,25 @@ def parse_benchmark_args(
     return args
 
 
+def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], title: str = "") -> None:
+    """A plain aligned text table (None prints as '-')."""
+
+    def fmt(v: Any) -> str:
+        if v is None:
+            return "-"
+        if isinstance(v, float):
+            return f"{v:.3g}" if abs(v) < 10 else f"{v:.1f}"
+        return str(v)
+
+    cells = [[fmt(r.get(c)) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    if title:
+        print(f"\n{title}")
+    print("  ".join(c.rjust(w) for c, w in zip(columns, widths)))
+    print("  ".join("-" * w for w in widths))
+    for row in cells:
+        print("  ".join(v.rjust(w) for v, w in zip(row, widths)))
+    sys.stdout.flush()
 
 
 # ---------------------------------------------------------------------------------------
@@ -399,6 +418,11 @@ class BenchModel:
     label: str
     note: str = ""
 
+    @property
+    def described(self) -> str:
+        """The label, and the note in brackets when there is one."""
+        return self.label + (f" ({self.note})" if self.note else "")
+
 
 def resolve_model(name: str) -> BenchModel:
     """Resolve a benchmark model name.
@@ -418,11 +442,6 @@ def resolve_model(name: str) -> BenchModel:
         bundled = bundled_model_path("tiny-en")
         if bundled is not None:
             return BenchModel(str(bundled), "tiny-en")
-    @property
-    def described(self) -> str:
-        """The label, and the note in brackets when there is one."""
-        return self.label + (f" ({self.note})" if self.note else "")
-
         snapshot = MODELS_DIR / "tiny-en-snapshot"
         if (snapshot / "config.json").is_file():
             return BenchModel(

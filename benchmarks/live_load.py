@@ -63,14 +63,10 @@ def run_level(
     after = server.metrics()
     client_cpu = me.cpu_percent(None)
     system_cpu = psutil.cpu_percent(None) * (psutil.cpu_count() or 1)
-    partial: list[float] = []
-    commit: list[float] = []
-    final: list[float] = []
+    trackers: list[Any] = []
     failures: list[str] = []
     errors = 0
     finals = 0
-    retracted = 0
-    shown = 0
     audio_s = 0.0
     tails: list[float] = []
     counts = common.ErrorCounts()
@@ -81,9 +77,7 @@ def run_level(
             continue
         if res.failure:
             failures.append(res.failure)
-        partial += res.tracker.partial_latencies()
-        commit += res.tracker.commit_latencies()
-        final += res.tracker.final_latencies()
+        trackers.append(res.tracker)
         errors += len(res.errors)
         finals += len(res.finals)
         audio_s += res.audio_s
@@ -98,9 +92,7 @@ def run_level(
         "streams": n,
         "wall_s": round(wall, 2),
         "audio_s": round(audio_s, 1),
-        "partial_ms": common.summarize(partial),
-        "commit_ms": common.summarize(commit),
-        "final_ms": common.summarize(final),
+        **common.latency_summary(trackers),
         "tail_s": common.summarize(tails, 3),
         "engine": engine,
         "rtf": round(engine["model_busy_s"] / audio_s, 3) if audio_s else None,
@@ -113,8 +105,7 @@ def run_level(
         "system_cpu_percent": round(system_cpu, 1),
         "finals": finals,
         "utterances_sent": sum(len(by_path[str(f.path)].segments) for f in _picked(files, n)),
-        "words_shown": shown,
-        "words_retracted": retracted,
+        **common.word_counts(trackers),
         "errors": errors,
         "failures": failures[:10],
         "failed_streams": len(failures),
@@ -146,27 +137,6 @@ def _row(level: dict[str, Any]) -> dict[str, Any]:
         "fail": level["failed_streams"],
         "wer": level["transcript_wer"],
     }
-
-
-COLUMNS = [
-    "N",
-    "partial p50",
-    "partial p90",
-    "commit p50",
-    "commit p95",
-    "commit p99",
-    "final p50",
-    "final p95",
-    "rtf",
-    "batch",
-    "cpu%",
-    "client%",
-    "rss MB",
-    "finals",
-    "utts",
-    "fail",
-    "wer",
-]
 
 
 def headline(levels: list[dict[str, Any]], commit_ms: float, partial_ms: float) -> dict[str, Any]:
@@ -226,7 +196,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 print(f"# latency broke at N={n} (p95 commit {p95} ms); stopping the sweep")
                 break
         health = server.health()
-    common.print_table([_row(lv) for lv in levels], COLUMNS, "live load (latencies in ms)")
+    table = [_row(lv) for lv in levels]
+    common.print_table(table, list(table[0]), "live load (latencies in ms)")
     head = headline(levels, 1000.0, 400.0)
     print(
         f"\nheadline: {head['max_streams_p95_commit_le_1s']} streams with p95 commit ≤ 1 s "

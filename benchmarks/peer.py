@@ -222,16 +222,24 @@ def whisper_offline(model: Any, audio: np.ndarray, beam_size: int) -> str:
     return " ".join(normalize_word(s.text) for s in segments)
 
 
-def _latency(trackers: list[Any]) -> dict[str, Any]:
-    partial = [v for t in trackers for v in t.partial_latencies()]
-    commit = [v for t in trackers for v in t.commit_latencies()]
-    shown = sum(len(t.words) for t in trackers)
-    retracted = sum(1 for t in trackers for w in t.words if w.retracted)
+def _system(
+    label: str,
+    counts: common.ErrorCounts,
+    offline: common.ErrorCounts,
+    trackers: list[Any],
+    compute_s: float,
+    tails: list[float],
+    audio_s: float,
+) -> dict[str, Any]:
+    """One system's row of the result: WER, word latency, compute and end tail."""
     return {
-        "partial_ms": common.summarize(partial),
-        "commit_ms": common.summarize(commit),
-        "words_shown": shown,
-        "words_retracted": retracted,
+        "system": label,
+        "wer": counts.to_json(),
+        "offline_wer": offline.to_json(),
+        **common.latency_summary(trackers, final=False),
+        **common.word_counts(trackers),
+        "compute_rtf": round(compute_s / audio_s, 4),
+        "end_tail_s": common.summarize(tails, 3),
     }
 
 
@@ -293,22 +301,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             f"(peer {peer['iterations']} iterations, {peer['compute_s']:.1f} s compute)",
             flush=True,
         )
-    rows["ours"] = {
-        "system": f"ours ({bench.label}, C480/L960/R320)",
-        "wer": ours_counts.to_json(),
-        "offline_wer": ours_off.to_json(),
-        **_latency(ours_trackers),
-        "compute_rtf": round(ours_compute / audio_s, 4),
-        "end_tail_s": common.summarize(ours_tail, 3),
-    }
-    rows["peer"] = {
-        "system": "whisper tiny.en LocalAgreement-2 (faster-whisper int8)",
-        "wer": peer_counts.to_json(),
-        "offline_wer": peer_off.to_json(),
-        **_latency(peer_trackers),
-        "compute_rtf": round(peer_compute / audio_s, 4),
-        "end_tail_s": common.summarize(peer_tail, 3),
-    }
+    rows["ours"] = _system(
+        f"ours ({bench.label}, C480/L960/R320)",
+        ours_counts,
+        ours_off,
+        ours_trackers,
+        ours_compute,
+        ours_tail,
+        audio_s,
+    )
+    rows["peer"] = _system(
+        "whisper tiny.en LocalAgreement-2 (faster-whisper int8)",
+        peer_counts,
+        peer_off,
+        peer_trackers,
+        peer_compute,
+        peer_tail,
+        audio_s,
+    )
     table = [
         {
             "system": name,
