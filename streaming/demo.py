@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     except ModelLoadError as exc:
         print(f"streaming-demo: error: {exc}", file=sys.stderr)
         return 2
-    print(f"server ready on {url}; streaming {', '.join(audio)} at {args.speed:g}× real time\n")
+    pace = f"at {args.speed:g}× real time" if args.speed else "as fast as possible"
+    print(f"server ready on {url}; streaming {', '.join(audio)} {pace}\n")
     from client.__main__ import main as client_main
 
     client_args = ["file", *audio, "--url", url, "--speed", str(args.speed)]
