@@ -206,15 +206,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="{mic,file}", required=True)
 
-    mic = sub.add_parser(
-        "mic",
-        parents=[common],
-        help="stream the microphone (Ctrl-C to stop)",
-        description=MIC_DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    mic.set_defaults(parser=mic)
+    def command(name: str, summary: str, description: str) -> argparse.ArgumentParser:
+        """A subcommand with the common options; `args.parser` is it (for its usage errors)."""
+        cmd = sub.add_parser(
+            name,
+            parents=[common],
+            help=summary,
+            description=description,
+            epilog=EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        cmd.set_defaults(parser=cmd)
+        return cmd
+
+    mic = command("mic", "stream the microphone (Ctrl-C to stop)", MIC_DESCRIPTION)
     dev = mic.add_argument_group("audio input")
     dev.add_argument(
         "--device",
@@ -237,15 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop by itself after N seconds (default: run until Ctrl-C)",
     )
 
-    f = sub.add_parser(
-        "file",
-        parents=[common],
-        help="stream audio files as if spoken live",
-        description=FILE_DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    f.set_defaults(parser=f)
+    f = command("file", "stream audio files as if spoken live", FILE_DESCRIPTION)
     f.add_argument("paths", nargs="+", metavar="PATH", help="audio files or folders")
     pace = f.add_argument_group("pace")
     pace.add_argument(
