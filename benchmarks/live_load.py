@@ -38,12 +38,28 @@ async def _one_stream(url: str, path: str, delay: float) -> Any:
     return await stream_file(path, url, speed=1.0, chunk_ms=100.0, retries=5, finish_timeout=60.0)
 
 
-async def _level(url: str, files: list[common.ComposedFile], n: int, seed: int) -> list[Any]:
+async def _level(
+    server: common.ServerProcess, files: list[common.ComposedFile], n: int, seed: int
+) -> tuple[list[Any], list[float]]:
+    """Run ``n`` streams; sample the engine load (``/health``) every second meanwhile."""
     rng = random.Random(seed)
     tasks = [
-        _one_stream(url, str(files[i % len(files)].path), rng.uniform(0.0, 1.0)) for i in range(n)
+        _one_stream(server.url, str(files[i % len(files)].path), rng.uniform(0.0, 1.0))
+        for i in range(n)
     ]
-    return list(await asyncio.gather(*tasks, return_exceptions=True))
+    loads: list[float] = []
+
+    async def sample() -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            health = await asyncio.to_thread(server.health)
+            loads.append(float(health.get("engine_load", 0.0)))
+
+    sampler = asyncio.create_task(sample())
+    try:
+        return list(await asyncio.gather(*tasks, return_exceptions=True)), loads
+    finally:
+        sampler.cancel()
 
 
 def run_level(
@@ -57,7 +73,7 @@ def run_level(
     before = server.metrics()
     t0 = server.clock
     began = time.monotonic()
-    results = asyncio.run(_level(server.url, files, n, seed))
+    results, loads = asyncio.run(_level(server, files, n, seed))
     wall = time.monotonic() - began
     t1 = server.clock
     after = server.metrics()
@@ -96,6 +112,19 @@ def run_level(
         "tail_s": common.summarize(tails, 3),
         "engine": engine,
         "rtf": round(engine["model_busy_s"] / audio_s, 3) if audio_s else None,
+        # /health engine_load: fraction of the last 5 s the model ran (admission limit 0.9)
+        "engine_load": {
+            "mean": round(sum(loads) / len(loads), 3) if loads else None,
+            "max": round(max(loads), 3) if loads else None,
+        },
+        "refused_overloaded": int(
+            common.metric_delta(
+                before, after, 'streaming_sessions_rejected_total{reason="overloaded"}'
+            )
+        ),
+        "lag_behind": int(
+            common.metric_delta(before, after, 'streaming_lag_events_total{state="behind"}')
+        ),
         "server_cpu_percent": {
             "mean": round(sum(cpu) / len(cpu), 1) if cpu else None,
             "max": max(cpu) if cpu else None,
@@ -129,6 +158,9 @@ def _row(level: dict[str, Any]) -> dict[str, Any]:
         "final p95": level["final_ms"]["p95"],
         "rtf": level["rtf"],
         "batch": level["engine"]["mean_batch"],
+        "load": (level.get("engine_load") or {}).get("mean"),
+        "refused": level.get("refused_overloaded"),
+        "lagging": level.get("lag_behind"),
         "cpu%": level["server_cpu_percent"]["mean"],
         "client%": level["client_cpu_percent"],
         "rss MB": level["server_rss_mb"]["max"],

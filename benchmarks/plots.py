@@ -35,7 +35,10 @@ def main(argv: list[str] | None = None) -> None:
             continue
         slug = common.machine_slug(data["machine"])
         name = path.stem.partition("-" + slug)[0]
-        common.maybe_plot(plotter(data["benchmark"]), data, name, slug, args.folder)
+        try:
+            common.maybe_plot(plotter(data["benchmark"]), data, name, slug, args.folder)
+        except (KeyError, TypeError, ValueError) as exc:  # e.g. peer JSON keeps no samples
+            print(f"{path.name}: cannot redraw from the JSON alone ({type(exc).__name__}: {exc})")
 
 
 if __name__ == "__main__":
