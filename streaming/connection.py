@@ -46,6 +46,8 @@ class ConnectionContext:
 class Endpoint(Protocol):
     """A protocol front end serving one connection."""
 
+    driver: SessionDriver
+
     async def run(self) -> None: ...
 
     async def shutdown(self, grace: float) -> None: ...

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 
 from .audio import AudioFormat
@@ -43,6 +44,7 @@ class SessionDriver:
         self._low = int(config.backlog_low_s * MODEL_SAMPLE_RATE)
         self._lag_warn = int(config.lag_warning_s * MODEL_SAMPLE_RATE)
         self.behind = False
+        self._first_audio: float | None = None  # monotonic time of the first audio frame
         self._task: asyncio.Task[None] | None = None
 
     # -- lifecycle ------------------------------------------------------------------
@@ -75,6 +77,8 @@ class SessionDriver:
     def feed(self, data: bytes) -> None:
         """One binary frame; raises StreamError (non-fatal) for a bad one."""
         before = self.session.audio_ms
+        if self._first_audio is None:
+            self._first_audio = time.monotonic()
         self._emit(self.session.feed(data))
         if self.metrics is not None:
             self.metrics.audio_seconds.inc((self.session.audio_ms - before) / 1000)
@@ -89,6 +93,15 @@ class SessionDriver:
         self._emit(self.session.end(reason))
         self._work.set()
         self._drained.set()
+
+    @property
+    def behind_real_time(self) -> bool:
+        """Behind because the *server* is slow. A client sending faster than real time (a
+        file at full speed) is behind its own audio by design and does not count."""
+        if not self.behind or self._first_audio is None:
+            return False
+        elapsed_ms = (time.monotonic() - self._first_audio) * 1000
+        return self.session.audio_ms <= elapsed_ms + 1000
 
     async def readable(self) -> None:
         """Returns once the session owes the engine little enough to accept more audio."""

@@ -187,8 +187,9 @@ class Server:
         return None
 
     def _full_reason(self) -> tuple[str, str] | None:
-        """Why a new session would be refused now, or None: the session limit, or an
-        engine so busy that one more stream would make every stream fall behind."""
+        """Why a new session would be refused now, or None: the session limit, an engine
+        so busy that one more stream would make every stream fall behind, or streams that
+        already have (the engine's busy fraction alone misses a CPU saturated elsewhere)."""
         if len(self._connections) >= self.config.max_sessions:
             return "full", f"server full: {self.config.max_sessions} sessions in use"
         limit = self.config.max_engine_load
@@ -197,6 +198,12 @@ class Server:
             return "overloaded", (
                 f"server overloaded: the model was busy {load:.0%} of the last "
                 f"{LOAD_WINDOW_S:.0f} s (limit {limit:.0%}); try again later"
+            )
+        behind = sum(1 for c in self._connections if c.driver.behind_real_time)
+        if behind:
+            return "overloaded", (
+                f"server overloaded: {behind} of {len(self._connections)} streams are more "
+                f"than {self.config.lag_warning_s:g} s behind real time; try again later"
             )
         return None
 

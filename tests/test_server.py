@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import time
 import urllib.request
 from pathlib import Path
 
@@ -277,3 +279,61 @@ async def test_a_stream_the_server_falls_behind_is_told_so_and_when_it_has_caugh
     kinds = [m["type"] for m in messages]
     assert kinds.index("lag") < kinds.index("final")  # told while it mattered
     assert len(of_type(messages, "final")) >= 1  # and nothing was lost
+
+
+def slowed(model: LoadedModel, monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    """Make every model call take ``seconds`` longer: a device that cannot keep up."""
+    infer = model.infer
+
+    def slow_infer(batch: np.ndarray) -> np.ndarray:
+        time.sleep(seconds)
+        return infer(batch)
+
+    monkeypatch.setattr(model, "infer", slow_infer)
+
+
+async def test_streams_falling_behind_real_time_make_the_server_refuse_newcomers(
+    tiny_model_dir: Path, tiny_model: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slowed(tiny_model, monkeypatch, 1.5)
+    config = server_config(tiny_model_dir, lag_warning_s=1.0, max_engine_load=1.0)
+    speech = to_s16(synthesize("the birch canoe slid on the smooth planks " * 2))
+    async with Server(config, model=tiny_model) as srv, connect(srv.url) as live:
+        await recv_json(live)
+        await live.send(to_s16(np.zeros(RATE // 2, dtype=np.float32)))
+        lag: dict[str, object] = {}
+        for i in range(0, len(speech), 3200):  # real-time pace, 100 ms frames
+            await live.send(speech[i : i + 3200])
+            await asyncio.sleep(0.1)
+            with contextlib.suppress(asyncio.TimeoutError):
+                while not lag:
+                    message = await recv_json(live, timeout=0.001)
+                    lag = message if message["type"] == "lag" else {}
+            if lag:
+                break
+        assert lag.get("state") == "behind", "the slowed server fell behind a real-time stream"
+        with pytest.raises(InvalidStatus) as info:
+            async with connect(srv.url):
+                pass
+        assert info.value.response.status_code == 503
+        assert b"1 of 1 streams are more than 1 s behind real time" in info.value.response.body
+
+
+async def test_a_client_sending_faster_than_real_time_does_not_close_the_server_to_others(
+    tiny_model_dir: Path, tiny_model: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slowed(tiny_model, monkeypatch, 0.3)
+    config = server_config(tiny_model_dir, lag_warning_s=1.0, max_engine_load=1.0)
+    speech = synthesize("the birch canoe slid on the smooth planks " * 2)
+    audio = to_s16(np.concatenate([np.zeros(RATE // 2, dtype=np.float32), speech]))
+    async with Server(config, model=tiny_model) as srv, connect(srv.url) as fast:
+        await recv_json(fast)
+        await fast.send(audio)  # seconds of audio at once: behind its own audio by design
+        message = await recv_json(fast)
+        while message["type"] != "lag":
+            message = await recv_json(fast)
+        assert message["state"] == "behind"
+        drivers = [c.driver for c in srv._connections]
+        assert [(d.behind, d.behind_real_time) for d in drivers] == [(True, False)]
+        async with connect(srv.url) as other:
+            assert (await recv_json(other))["type"] == "ready"
