@@ -121,7 +121,7 @@ class ServerConfig:
     backlog_high_s: float = 10.0
     backlog_low_s: float = 5.0
     lag_warning_s: float = 2.0  # tell a session once it is this far behind its audio
-    max_engine_load: float = 0.9  # refuse new sessions while the engine is this busy
+    max_engine_load: float = 0.85  # refuse new sessions while the engine is this busy
     shutdown_grace_s: float = 10.0
     auth_tokens: tuple[str, ...] = field(default=(), repr=False)
     tls_cert_file: str | None = None
