@@ -42,7 +42,7 @@ import numpy as np
 
 from benchmarks import common
 
-DEFAULT = (320, 960, 160)  # chunk, left, right (ms): streaming.config.WindowConfig
+DEFAULT = (240, 1600, 320)  # chunk, left, right (ms): streaming.config.WindowConfig
 FULL_CHUNKS = (320, 480, 640, 960)
 FULL_LEFTS = (480, 960, 1600)
 FULL_RIGHTS = (160, 320, 480)
