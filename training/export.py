@@ -87,19 +87,20 @@ def _score_table(evaluation: dict[str, Any] | None, step: int | None) -> str:
         cells += [f"{row[k][r]:.3f}" for k in kinds for r in ("cer", "wer")]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append("CER/WER: greedy CTC decoding (what the server does).")
+    lines.append("* CER, WER: greedy CTC decoding (what the server does).")
     if "lm" in kinds:
         lm = evaluation["lm"]
         lines.append(
-            f"{names['lm']}: CTC beam search (width {lm['beam_width']}) with the word 3-gram LM "
-            f"`{LM_FILE}` built from the training sentences only (`streaming/lm.py`, "
-            f"pyctcdecode + KenLM, alpha {lm['alpha']}, beta {lm['beta']})."
+            f"* {names['lm']}: CTC beam search (width {lm['beam_width']}) with the word 3-gram "
+            f"LM `{LM_FILE}`, built from the training sentences only (`streaming/lm.py`, "
+            f"pyctcdecode + KenLM, alpha {lm['alpha']}, beta {lm['beta']}, tuned on the "
+            "validation split)."
         )
     if "whisper" in kinds:
         lines.append(
-            f"{names['whisper']}: independent reference on the same audio (39 M parameters, "
-            "trained on real speech, never saw these voices; faster-whisper int8, beam "
-            f"{evaluation['whisper']['beam_size']}; digits spelled out before scoring)."
+            f"* {names['whisper']}: an independent reference on the same audio (39 M "
+            "parameters, trained on real speech, never saw these voices; faster-whisper int8, "
+            f"beam {evaluation['whisper']['beam_size']}; digits spelled out before scoring)."
         )
     speed = evaluation.get("speed_x_realtime")
     if speed:
