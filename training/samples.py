@@ -1,6 +1,6 @@
 """Render small demo/test WAV files from held-out sentences with training voices.
 
-* ``demo.wav``: three sentences by one voice (Piper joe), ~1 s pauses;
+* ``demo.wav``: three sentences by one voice (espeak-ng en-us+m3), ~1 s pauses;
 * ``utterances.wav``: six sentences, one per training voice setting, separated
   by 1.0-1.5 s of silence;
 * ``samples.json``: ``{file name: {duration, sample_rate, sentences: [{text,
@@ -32,7 +32,7 @@ from training.text import Sentence, load_split
 
 OUT_DIR = Path(__file__).resolve().parent / "samples"
 # (engine label, fixed voice settings): plain, clearly intelligible renderings.
-DEMO_VOICE = "joe"
+DEMO_VOICE = "espeak:en-us+m3"  # the voice tiny-en reads best: a demo people can follow
 MIXED_VOICES = ("joe", "espeak:en-us+m3", "kal16", "espeak:en-gb-x-rp+f3", "awb", "kal")
 
 
