@@ -181,3 +181,27 @@ def corpus_hours(split: str) -> dict[str, float]:
     for path in sorted((CORPUS_DIR / split).glob("*.jsonl")):
         hours[path.stem] = round(sum(r["seconds"] for r in read_manifest(path)) / 3600, 3)
     return hours
+
+
+def log_probs(model: Any, audios: list[np.ndarray], batch_seconds: float = 60.0) -> list[Any]:
+    """Per-utterance (frames, vocab) log-probs, batched by length (padding is masked)."""
+    order = sorted(range(len(audios)), key=lambda i: len(audios[i]))
+    out: list[Any] = [None] * len(audios)
+    start = 0
+    with torch.inference_mode():
+        while start < len(order):
+            end = start + 1
+            while (
+                end < len(order)
+                and len(audios[order[end]]) * (end - start + 1) <= batch_seconds * 16000
+            ):
+                end += 1
+            idx = order[start:end]
+            batch = collate([audios[i] for i in idx], None)
+            logits = model(batch["input_values"], attention_mask=batch["attention_mask"]).logits
+            scores = torch.log_softmax(logits.float(), dim=-1)
+            lengths = model._get_feat_extract_output_lengths(batch["attention_mask"].sum(-1))
+            for row, i in enumerate(idx):
+                out[i] = scores[row, : int(lengths[row])].numpy()
+            start = end
+    return out

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from training.data import collate, load_manifests, read_audio
+from training.data import load_manifests, log_probs, read_audio
 from training.model import VOCAB, error_rates, greedy_decode
 from training.synth import UNSEEN_ENGINES
 from training.train import RESULTS_DIR
@@ -69,30 +69,6 @@ def card_step(model_dir: Path) -> int | None:
     card = model_dir / "MODEL_CARD.md"
     found = re.search(r"This checkpoint: step (\d+)", card.read_text()) if card.exists() else None
     return int(found.group(1)) if found else None
-
-
-def log_probs(model: Any, audios: list[np.ndarray], batch_seconds: float = 60.0) -> list[Any]:
-    """Per-utterance (frames, vocab) log-probs, batched by length (padding is masked)."""
-    order = sorted(range(len(audios)), key=lambda i: len(audios[i]))
-    out: list[Any] = [None] * len(audios)
-    start = 0
-    with torch.inference_mode():
-        while start < len(order):
-            end = start + 1
-            while (
-                end < len(order)
-                and len(audios[order[end]]) * (end - start + 1) <= batch_seconds * 16000
-            ):
-                end += 1
-            idx = order[start:end]
-            batch = collate([audios[i] for i in idx], None)
-            logits = model(batch["input_values"], attention_mask=batch["attention_mask"]).logits
-            scores = torch.log_softmax(logits.float(), dim=-1)
-            lengths = model._get_feat_extract_output_lengths(batch["attention_mask"].sum(-1))
-            for row, i in enumerate(idx):
-                out[i] = scores[row, : int(lengths[row])].numpy()
-            start = end
-    return out
 
 
 def build_lm_decoder(lm_path: Path, **options: Any) -> Any:

@@ -44,9 +44,9 @@ import torch
 from training.data import (
     Augment,
     BatchDataset,
-    collate,
     corpus_hours,
     load_manifests,
+    log_probs,
     make_batches,
     read_audio,
 )
@@ -179,24 +179,7 @@ def valid_set(cfg: TrainConfig) -> list[dict[str, Any]]:
 @torch.inference_mode()
 def transcribe(model: Any, audios: list[np.ndarray], batch_seconds: float = 60.0) -> list[str]:
     """Greedy transcripts, batched by length (attention mask handles padding)."""
-    order = sorted(range(len(audios)), key=lambda i: len(audios[i]))
-    out = [""] * len(audios)
-    start = 0
-    while start < len(order):
-        end = start + 1
-        while (
-            end < len(order)
-            and len(audios[order[end]]) * (end - start + 1) <= batch_seconds * 16000
-        ):
-            end += 1
-        idx = order[start:end]
-        batch = collate([audios[i] for i in idx], None)
-        logits = model(batch["input_values"], attention_mask=batch["attention_mask"]).logits
-        lengths = model._get_feat_extract_output_lengths(batch["attention_mask"].sum(-1))
-        for row, i in enumerate(idx):
-            out[i] = greedy_decode(logits[row, : int(lengths[row])].argmax(-1).numpy())
-        start = end
-    return out
+    return [greedy_decode(lp.argmax(-1)) for lp in log_probs(model, audios, batch_seconds)]
 
 
 def evaluate(model: Any, records: list[dict[str, Any]]) -> dict[str, Any]:
