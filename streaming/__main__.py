@@ -186,7 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=d.lag_warning_s,
         help="send a stream a 'lag' message once the server is this many seconds behind"
-        " its audio, and again when it has caught up (default: %(default)s)",
+        " its audio, and again when it has caught up; while a real-time stream is that far"
+        " behind, new streams are refused (default: %(default)s)",
     )
     lim.add_argument(
         "--max-frame-bytes",
