@@ -52,8 +52,9 @@ class WindowConfig:
     """
 
     # Chosen with benchmarks/accuracy.py and live_load.py (README, "Performance"): the only
-    # measured setting that meets all three CPU targets at once (streaming WER 1.013x
-    # offline; 12 streams at p50 partial <= 400 ms and p95 commit <= 1 s).
+    # measured setting that met all three CPU targets in every run (streaming WER 1.008x
+    # and 1.013x offline with two checkpoints; 12 streams at p50 partial <= 400 ms and
+    # p95 commit <= 1 s).
     chunk_ms: int = 240
     left_context_ms: int = 1600
     right_context_ms: int = 320

@@ -110,8 +110,8 @@ def _score_table(evaluation: dict[str, Any] | None, step: int | None) -> str:
         f" decoding: {met} at this step ({min(seen):.1%} to {max(seen):.1%}). The validation"
         " CER per step is plotted in `training/results/train_curve.png`; it was still falling"
         " when this checkpoint was exported. What limits it is training time: from scratch on"
-        " 2 shared CPU cores the run reads audio at ~25x real time, so it has seen one pass"
-        " over the corpus; a GPU would do the same in minutes.",
+        " 2 shared CPU cores the run reads audio at ~25x real time, so it has seen only one or"
+        " two passes over the corpus so far; a GPU would do the same in minutes.",
     ]
     speed = evaluation.get("speed_x_realtime")
     if speed:
