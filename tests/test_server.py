@@ -8,6 +8,7 @@ import json
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from audio_fixtures import RATE, speech_with_pauses, synthesize, to_s16, white_n
 from conftest import server_config
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
+from websockets.http11 import Response
 from wsclient import collect_until_close, of_type, recv_json, stream_pcm
 
 from streaming.engine import InferenceEngine
@@ -29,6 +31,21 @@ SENTENCES = [
     "the birch canoe slid on the smooth planks",
     "glue the sheet to the dark blue background",
 ]
+
+
+async def refused(url: str) -> Response:
+    """The HTTP response of a websocket handshake the server refuses."""
+    with pytest.raises(InvalidStatus) as info:
+        async with connect(url):
+            pass
+    return info.value.response
+
+
+async def get_json(ws_url: str, path: str) -> Any:
+    """GET an HTTP endpoint of the server behind ``ws_url``."""
+    url = ws_url.replace("ws://", "http://") + path
+    body = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read())
+    return json.loads(body)
 
 
 @pytest.fixture(scope="module")
@@ -200,9 +217,7 @@ async def test_disconnect_mid_utterance_cleans_up_the_session(server: Server) ->
 
 
 async def test_health_endpoint_reports_status(server: Server) -> None:
-    url = server.url.replace("ws://", "http://") + "health"
-    body = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read())
-    health = json.loads(body)
+    health = await get_json(server.url, "health")
     assert health["status"] == "ok" and health["sessions"] == 0
 
 
@@ -212,11 +227,9 @@ async def test_full_server_refuses_new_sessions_with_503(
     config = server_config(tiny_model_dir, max_sessions=1)
     async with Server(config, model=tiny_model) as srv, connect(srv.url) as first:
         await recv_json(first)
-        with pytest.raises(InvalidStatus) as info:
-            async with connect(srv.url):
-                pass
-        assert info.value.response.status_code == 503
-        assert b"server full" in info.value.response.body
+        response = await refused(srv.url)
+        assert response.status_code == 503
+        assert b"server full" in response.body
 
 
 async def test_shutdown_finalizes_open_utterances_and_closes_with_1001(
@@ -246,19 +259,11 @@ async def test_overloaded_engine_refuses_new_sessions_with_503_and_a_reason(
             assert (await recv_json(ws))["type"] == "ready"
         # Stand-in for a saturated device: only the load reading is replaced.
         monkeypatch.setattr(InferenceEngine, "load", property(lambda _self: 0.93))
-        with pytest.raises(InvalidStatus) as info:
-            async with connect(srv.url):
-                pass
-        assert info.value.response.status_code == 503
-        body = json.loads(info.value.response.body)
+        response = await refused(srv.url)
+        assert response.status_code == 503
+        body = json.loads(response.body)
         assert body["error"].startswith("server overloaded: the model was busy 93%")
-        health = json.loads(
-            await asyncio.to_thread(
-                lambda: urllib.request.urlopen(
-                    srv.url.replace("ws://", "http://") + "health", timeout=5
-                ).read()
-            )
-        )
+        health = await get_json(srv.url, "health")
         assert health["engine_load"] == 0.93
 
 
@@ -312,11 +317,9 @@ async def test_streams_falling_behind_real_time_make_the_server_refuse_newcomers
             if lag:
                 break
         assert lag.get("state") == "behind", "the slowed server fell behind a real-time stream"
-        with pytest.raises(InvalidStatus) as info:
-            async with connect(srv.url):
-                pass
-        assert info.value.response.status_code == 503
-        assert b"1 of 1 streams are more than 1 s behind real time" in info.value.response.body
+        response = await refused(srv.url)
+        assert response.status_code == 503
+        assert b"1 of 1 streams are more than 1 s behind real time" in response.body
 
 
 async def test_a_client_sending_faster_than_real_time_does_not_close_the_server_to_others(
