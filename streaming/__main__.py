@@ -11,6 +11,7 @@ import sys
 from .config import (
     ROOT_PROTOCOLS,
     EngineConfig,
+    LmConfig,
     ModelConfig,
     ServerConfig,
     VadConfig,
@@ -33,6 +34,7 @@ committed part that never changes and a tentative tail that may. See docs/protoc
 EPILOG = """\
 examples:
   python -m streaming --model tiny-en                  # bundled offline English model
+  python -m streaming --model tiny-en --lm             # + its 3-gram LM for the finals
   python -m streaming --model facebook/wav2vec2-base-960h --device cuda --dtype fp16
   python -m streaming --model /path/to/checkpoint --port 9000 --host 0.0.0.0
 
@@ -166,6 +168,40 @@ def build_parser() -> argparse.ArgumentParser:
         help="CPU threads for the model (default: torch's choice)",
     )
 
+    lm = p.add_argument_group(
+        "language model (optional; pip install 'wav2vec2-streaming[lm]')",
+        "Finals are decoded by CTC beam search with a word n-gram LM (pyctcdecode + KenLM) in "
+        "worker threads; partials stay greedy and all-tentative, since the LM may revise any "
+        "word until the utterance ends.",
+    )
+    lm.add_argument(
+        "--lm",
+        nargs="?",
+        const="model",
+        default=None,
+        metavar="ARPA",
+        help="enable LM finals; without a file, the model folder's lm.arpa.gz (tiny-en ships "
+        "one) (default: off)",
+    )
+    lm.add_argument(
+        "--lm-alpha", type=float, default=d.lm.alpha, help="LM weight (default: %(default)s)"
+    )
+    lm.add_argument(
+        "--lm-beta", type=float, default=d.lm.beta, help="word bonus (default: %(default)s)"
+    )
+    lm.add_argument(
+        "--lm-beam-width",
+        type=int,
+        default=d.lm.beam_width,
+        help="beam width (default: %(default)s)",
+    )
+    lm.add_argument(
+        "--lm-threads",
+        type=int,
+        default=d.lm.threads,
+        help="threads decoding finals (default: %(default)s)",
+    )
+
     lim = p.add_argument_group("limits")
     lim.add_argument(
         "--max-sessions",
@@ -276,6 +312,13 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
             max_batch=args.max_batch,
             batch_deadline_ms=args.batch_deadline_ms,
             threads=args.threads,
+        ),
+        lm=LmConfig(
+            path=args.lm,
+            alpha=args.lm_alpha,
+            beta=args.lm_beta,
+            beam_width=args.lm_beam_width,
+            threads=args.lm_threads,
         ),
         max_sessions=args.max_sessions,
         max_engine_load=args.max_engine_load,

@@ -107,6 +107,32 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class LmConfig:
+    """Optional word n-gram LM beam search for final texts (needs pyctcdecode + kenlm).
+
+    ``path`` is an ARPA file (``.arpa`` or ``.arpa.gz``), ``"model"`` for the one shipped in
+    the model folder (the bundled tiny-en has one), or None for greedy finals. Defaults are
+    the values tuned for tiny-en on its validation split (``streaming/lm.py``).
+    """
+
+    path: str | None = None
+    alpha: float = 0.7
+    beta: float = 2.0
+    beam_width: int = 32
+    threads: int = 1
+
+    @property
+    def enabled(self) -> bool:
+        return self.path is not None
+
+    def validate(self) -> None:
+        if self.beam_width < 1 or self.threads < 1:
+            raise ValueError("LM beam width and threads must be >= 1")
+        if self.alpha < 0:
+            raise ValueError("LM weight (alpha) must be >= 0")
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     """Everything the server needs; safe defaults for a single machine."""
 
@@ -116,6 +142,7 @@ class ServerConfig:
     vad: VadConfig = field(default_factory=VadConfig)
     window: WindowConfig = field(default_factory=WindowConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
+    lm: LmConfig = field(default_factory=LmConfig)
     max_sessions: int = 64
     max_frame_bytes: int = 1 << 20
     max_session_s: float = 4 * 3600.0
@@ -136,6 +163,7 @@ class ServerConfig:
         self.vad.validate()
         self.window.validate()
         self.engine.validate()
+        self.lm.validate()
         if not 0 <= self.port < 65536:
             raise ValueError("port must be in 0..65535")
         if self.max_sessions < 1:

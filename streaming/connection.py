@@ -25,6 +25,7 @@ from .errors import StreamError
 from .events import Event
 from .metrics import Metrics
 from .outbox import Outbox
+from .rescoring import FinalRescorer
 from .session import Session
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ class ConnectionContext:
     session_id: str
     model_name: str
     metrics: Metrics
+    rescorer: FinalRescorer | None = None
 
 
 class Endpoint(Protocol):
@@ -65,7 +67,9 @@ class StreamConnection:
         self.log = logging.LoggerAdapter(log, {"session": ctx.session_id})
         self.outbox = Outbox()
         self.metrics = ctx.metrics
-        self.driver = SessionDriver(ctx.session, ctx.engine, ctx.config, self._emit, ctx.metrics)
+        self.driver = SessionDriver(
+            ctx.session, ctx.engine, ctx.config, self._emit, ctx.metrics, rescorer=ctx.rescorer
+        )
         self._close_code = 1000
         self._close_reason = ""
         self._finished = asyncio.Event()

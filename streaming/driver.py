@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
+from collections import deque
 from collections.abc import Callable
 
 from .audio import AudioFormat
@@ -17,13 +19,20 @@ from .config import MODEL_SAMPLE_RATE, ServerConfig
 from .engine import EngineClosed, InferenceEngine, InferenceError
 from .events import ErrorEvent, Event, Final, Lag, Partial
 from .metrics import Metrics
-from .session import Session
+from .rescoring import FinalRescorer
+from .session import PendingFinal, Session, SessionEvent
 
 EventSink = Callable[[list[Event]], None]
+log = logging.getLogger(__name__)
 
 
 class SessionDriver:
-    """Feed it audio and control messages; events come out through ``sink``."""
+    """Feed it audio and control messages; events come out through ``sink``, in order.
+
+    With a ``rescorer`` (``--lm``) finals are decoded by LM beam search in its worker
+    threads; events behind a final that is still being decoded wait for it, so the client
+    always sees a stream's events in the order the session produced them.
+    """
 
     def __init__(
         self,
@@ -32,8 +41,17 @@ class SessionDriver:
         config: ServerConfig,
         sink: EventSink,
         metrics: Metrics | None = None,
+        *,
+        rescorer: FinalRescorer | None = None,
     ) -> None:
+        if rescorer is not None:
+            session.rescore_finals = True
         self.session = session
+        self.rescorer = rescorer
+        self._out: deque[list[Event] | asyncio.Task[Final]] = deque()
+        self._out_empty = asyncio.Event()
+        self._out_empty.set()
+        self._waiting_on: asyncio.Task[Final] | None = None
         self.metrics = metrics
         self.engine = engine
         self._sink = sink
@@ -67,6 +85,12 @@ class SessionDriver:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        pending = [item for item in self._out if isinstance(item, asyncio.Task)]
+        self._out.clear()
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        self._out_empty.set()
         self.session.cancel_inflight()
 
     # -- input ----------------------------------------------------------------------
@@ -114,6 +138,7 @@ class SessionDriver:
             request = self.session.next_request()
             if request is None:
                 if self.session.ended and self.session.idle:
+                    await self._out_empty.wait()  # finals still in LM decoding
                     return
                 self._work.clear()
                 await self._work.wait()
@@ -127,9 +152,51 @@ class SessionDriver:
             self._emit(events)
             self._check_backlog()
 
-    def _emit(self, events: list[Event]) -> None:
+    def _emit(self, events: list[SessionEvent]) -> None:
         if not events:
             return
+        ready: list[Event] = []
+        for event in events:
+            if isinstance(event, PendingFinal):
+                if ready:
+                    self._out.append(ready)
+                    ready = []
+                self._out.append(asyncio.create_task(self._rescore(event), name="lm-final"))
+            else:
+                ready.append(event)
+        if ready:
+            self._out.append(ready)
+        self._pump()
+
+    async def _rescore(self, pending: PendingFinal) -> Final:
+        """The LM's final, or the greedy one if decoding fails: an utterance is never lost."""
+        assert self.rescorer is not None
+        try:
+            return pending.resolve(await self.rescorer.decode(pending.scores))
+        except Exception as exc:  # any decoder failure: keep the greedy text
+            log.warning("LM decoding failed, sending the greedy final: %s", exc)
+            return pending.greedy
+
+    def _pump(self, _: object = None) -> None:
+        """Deliver queued events up to the first final that is still being decoded."""
+        while self._out:
+            head = self._out[0]
+            if isinstance(head, asyncio.Task):
+                if not head.done():
+                    if head is not self._waiting_on:
+                        self._waiting_on = head
+                        head.add_done_callback(self._pump)
+                    self._out_empty.clear()
+                    return
+                self._out.popleft()
+                if not head.cancelled():
+                    self._deliver([head.result()])
+            else:
+                self._out.popleft()
+                self._deliver(head)
+        self._out_empty.set()
+
+    def _deliver(self, events: list[Event]) -> None:
         if self.metrics is not None:
             for event in events:
                 if isinstance(event, Partial):

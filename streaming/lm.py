@@ -20,15 +20,16 @@ from typing import Any
 
 import numpy as np
 
+from .config import LmConfig
 from .decoding import CtcVocab
 
 LM_FILENAME = "lm.arpa.gz"
 INSTALL_HINT = "pip install 'wav2vec2-streaming[lm]'  (or: pip install pyctcdecode kenlm)"
 # Tuned for the bundled tiny-en model on its validation split (training/evaluate.py
-# --tune-lm); a stronger acoustic model usually wants a smaller alpha.
-DEFAULT_ALPHA = 0.7
-DEFAULT_BETA = 2.0
-DEFAULT_BEAM_WIDTH = 32
+# --tune-lm); a stronger acoustic model usually wants a smaller alpha. One source: LmConfig.
+DEFAULT_ALPHA = LmConfig.alpha
+DEFAULT_BETA = LmConfig.beta
+DEFAULT_BEAM_WIDTH = LmConfig.beam_width
 _ARPA_SPECIALS = frozenset({"<s>", "</s>", "<unk>"})
 
 
@@ -138,14 +139,19 @@ class LMDecoder:
 
     def decode(self, log_probs: np.ndarray) -> str:
         """Lowercase text of one utterance from its (frames, vocab) log-probs (or logits)."""
+        return " ".join(word for word, _, _ in self.decode_words(log_probs))
+
+    def decode_words(self, log_probs: np.ndarray) -> list[tuple[str, int, int]]:
+        """The best beam's words with their ``[start, end)`` frames, in order."""
         x = np.asarray(log_probs, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self._size:
             raise ValueError(f"expected (frames, {self._size}) scores, got shape {x.shape}")
         if x.shape[0] == 0:
-            return ""
+            return []
         x = x - _logsumexp(x)  # logits are accepted too
         columns = x[:, self._keep]
         if self._merge.size:
             columns[:, 0] = np.logaddexp(columns[:, 0], _logsumexp(x[:, self._merge])[:, 0])
-        text: str = self._decoder.decode(columns, beam_width=self.beam_width)
-        return " ".join(text.split())
+        beams = self._decoder.decode_beams(columns, beam_width=self.beam_width)
+        frames = beams[0][2] if beams else []
+        return [(word, int(start), int(end)) for word, (start, end) in frames if word.strip()]

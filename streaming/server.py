@@ -25,7 +25,8 @@ from .config import MODEL_SAMPLE_RATE, ServerConfig
 from .connection import ConnectionContext, Endpoint, StreamConnection
 from .engine import LOAD_WINDOW_S, InferenceEngine
 from .metrics import Metrics
-from .model import LoadedModel, load_model
+from .model import LoadedModel, load_model, resolve_model
+from .rescoring import FinalRescorer, build_rescorer
 from .security import presented_token, redacting_logger, server_tls_context, token_allowed
 from .session import Session
 from .windowing import WindowPlanner
@@ -45,11 +46,19 @@ def endpoints(protocol: str = "native") -> dict[str, EndpointFactory]:
 class Server:
     """Owns the model, the shared inference engine and every connection."""
 
-    def __init__(self, config: ServerConfig, *, model: LoadedModel | None = None) -> None:
+    def __init__(
+        self,
+        config: ServerConfig,
+        *,
+        model: LoadedModel | None = None,
+        rescorer: FinalRescorer | None = None,
+    ) -> None:
+        """``model`` and ``rescorer`` (LM finals) are loaded from ``config`` when not given."""
         config.validate()
         self.config = config
         self.model = model
         self.engine: InferenceEngine | None = None
+        self.rescorer = rescorer
         self._ws: WsServer | None = None
         self._connections: set[Endpoint] = set()
         self._endpoints = endpoints(config.protocol)
@@ -70,6 +79,11 @@ class Server:
         if self.model is None:
             self.model = await asyncio.to_thread(
                 load_model, self.config.model, threads=self.config.engine.threads
+            )
+        if self.config.lm.enabled and self.rescorer is None:
+            source = resolve_model(self.config.model.name)
+            self.rescorer = await asyncio.to_thread(
+                build_rescorer, self.config.lm, self.model.vocab, source
             )
         if self.config.model.warmup:
             seconds = await asyncio.to_thread(self.model.warm_up, self._warmup_lengths())
@@ -114,6 +128,8 @@ class Server:
                 log.warning("connections still open after the grace period")
         if self.engine is not None:
             await self.engine.stop()
+        if self.rescorer is not None:
+            self.rescorer.close()
         log.info("server stopped")
 
     async def serve_forever(self, stop: asyncio.Event) -> None:
@@ -219,6 +235,8 @@ class Server:
             "engine_load": round(engine.load, 3) if engine else 0.0,
             "batches": engine.stats.batches if engine else 0,
             "mean_batch": round(engine.stats.mean_batch, 2) if engine else 0.0,
+            "lm": self.config.lm.path,
+            "lm_finals": self.rescorer.decoded if self.rescorer else 0,
         }
 
     # -- websocket ------------------------------------------------------------------
@@ -236,7 +254,14 @@ class Server:
             return
         path = ws.request.path.split("?", 1)[0]
         context = ConnectionContext(
-            ws, session, self.engine, self.config, session_id, self.config.model.name, self.metrics
+            ws,
+            session,
+            self.engine,
+            self.config,
+            session_id,
+            self.config.model.name,
+            self.metrics,
+            self.rescorer,
         )
         connection = factory(context)
         self._connections.add(connection)

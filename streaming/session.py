@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -24,8 +25,48 @@ from .vad import SpeechAudio, SpeechDetector, SpeechEnd, SpeechStart, VadGate, w
 from .windowing import FrameGeometry, WindowPlanner
 
 
+@dataclass(frozen=True)
+class PendingFinal:
+    """A final whose text is still to be decoded from ``scores`` (LM beam search).
+
+    ``greedy`` is the final as greedy decoding reads it: the fallback, and the source of the
+    timing fields. The driver decodes off the event loop, then calls :meth:`resolve`.
+    """
+
+    greedy: Final
+    scores: np.ndarray  # (frames, vocab) log-probabilities of the whole utterance
+    frame_probs: np.ndarray  # best-path probability per frame, for word confidences
+    start_sample: int
+    stride: int
+
+    def resolve(self, words: list[tuple[str, int, int]]) -> Final:
+        """The final with ``words`` (text, start frame, end frame) from the LM decoder."""
+        timings = []
+        for text, start, end in words:
+            span = self.frame_probs[start : max(end, start + 1)]
+            conf = float(span.mean()) if span.size else 0.0
+            timings.append(
+                WordTiming(
+                    text,
+                    _ms(self.start_sample + start * self.stride),
+                    _ms(self.start_sample + end * self.stride),
+                    round(conf, 3),
+                    True,
+                )
+            )
+        return replace(self.greedy, text=" ".join(t.word for t in timings), words=tuple(timings))
+
+
+SessionEvent = Event | PendingFinal
+
+
 class Session:
-    """Turns one client's audio into partial and final events."""
+    """Turns one client's audio into partial and final events.
+
+    With ``rescore_finals`` the session keeps each utterance's log-probabilities and emits
+    a :class:`PendingFinal` instead of a :class:`Final`; partial words then all stay
+    tentative, because the final decoding may change any of them.
+    """
 
     def __init__(
         self,
@@ -35,8 +76,10 @@ class Session:
         window: WindowConfig,
         *,
         detector_factory: Callable[[int], SpeechDetector] = webrtc_detector,
+        rescore_finals: bool = False,
     ) -> None:
         self.vocab = vocab
+        self.rescore_finals = rescore_finals
         self.geometry = geometry
         self.format = AudioFormat()
         self._planner = WindowPlanner(window, geometry, MODEL_SAMPLE_RATE)
@@ -67,7 +110,7 @@ class Session:
         self._resampler = Resampler(fmt.sample_rate)
         self.started = True
 
-    def feed(self, data: bytes) -> list[Event]:
+    def feed(self, data: bytes) -> list[SessionEvent]:
         """Accept one binary frame of PCM; invalid frames raise a non-fatal StreamError."""
         if self.ended:
             raise StreamError("after_end", "audio received after end")
@@ -78,13 +121,13 @@ class Session:
         self._input_samples += samples.size
         return self._gate(self._resampler.process(samples))
 
-    def flush(self) -> list[Event]:
+    def flush(self) -> list[SessionEvent]:
         """Finalize the current utterance now."""
         if self.ended:
             raise StreamError("after_end", "flush received after end")
         return self._apply_vad(self._vad.flush("flush"))
 
-    def end(self, reason: str = "end") -> list[Event]:
+    def end(self, reason: str = "end") -> list[SessionEvent]:
         """No more audio: close everything; finals follow as windows complete."""
         if self.ended:
             return []
@@ -107,19 +150,19 @@ class Session:
                 return request
         return None
 
-    def complete(self, request: WindowRequest, logprobs: np.ndarray) -> list[Event]:
+    def complete(self, request: WindowRequest, logprobs: np.ndarray) -> list[SessionEvent]:
         """Stitch in the model's (frames, vocab) log-probabilities for ``request``."""
         self._check_inflight(request)
         utterance = self._find(request.utterance_id)
         hypothesis = utterance.apply(request.plan, logprobs)
-        events: list[Event] = []
+        events: list[SessionEvent] = []
         if not request.plan.final:
             partial = self._partial(utterance, hypothesis, request)
             if partial is not None:
                 events.append(partial)
         return events + self._collect_finals()
 
-    def fail(self, request: WindowRequest, message: str) -> list[Event]:
+    def fail(self, request: WindowRequest, message: str) -> list[SessionEvent]:
         """The model failed on ``request``: its frames decode as silence, the stream goes on."""
         self._check_inflight(request)
         utterance = self._find(request.utterance_id)
@@ -163,20 +206,23 @@ class Session:
 
     # -- internals ------------------------------------------------------------------
 
-    def _gate(self, samples: np.ndarray) -> list[Event]:
+    def _gate(self, samples: np.ndarray) -> list[SessionEvent]:
         if samples.size == 0:
             return []
         self._model_samples += samples.size
         return self._apply_vad(self._vad.process(samples))
 
-    def _apply_vad(self, vad_events: list[SpeechStart | SpeechAudio | SpeechEnd]) -> list[Event]:
+    def _apply_vad(
+        self, vad_events: list[SpeechStart | SpeechAudio | SpeechEnd]
+    ) -> list[SessionEvent]:
         for event in vad_events:
             if isinstance(event, SpeechStart):
                 utterance = Utterance(
                     self._next_utterance_id,
                     event.at,
                     self._planner,
-                    Stabilizer(self.vocab),
+                    Stabilizer(self.vocab, commit_early=not self.rescore_finals),
+                    keep_scores=self.rescore_finals,
                 )
                 self._next_utterance_id += 1
                 self._utterances.append(utterance)
@@ -186,15 +232,20 @@ class Session:
                 self._utterances[-1].close(event.reason, event.speech_end)
         return self._collect_finals()
 
-    def _collect_finals(self) -> list[Event]:
+    def _collect_finals(self) -> list[SessionEvent]:
         """Emit finals in utterance order for every leading utterance that is complete."""
-        events: list[Event] = []
+        events: list[SessionEvent] = []
         while self._utterances and self._utterances[0].done:
             if self._inflight is not None and self._inflight.utterance_id == self._utterances[0].id:
                 break
             utterance = self._utterances.popleft()
-            hypothesis = utterance.finalize()
-            events.append(self._final(utterance, hypothesis))
+            final = self._final(utterance, utterance.finalize())
+            if self.rescore_finals and utterance.stable_frames:
+                stride = self.geometry.stride
+                scores, probs = utterance.scores(), utterance.frame_probs
+                events.append(PendingFinal(final, scores, probs, utterance.start_sample, stride))
+            else:
+                events.append(final)
             self._last_partial.pop(utterance.id, None)
         return events
 

@@ -28,8 +28,11 @@ class Hypothesis:
 class Stabilizer:
     """Incrementally decodes stable + tentative frames; only decodes past the last commit."""
 
-    def __init__(self, vocab: CtcVocab) -> None:
+    def __init__(self, vocab: CtcVocab, *, commit_early: bool = True) -> None:
+        # Without early commits every word stays tentative until the final: for a final
+        # that is decoded differently (LM beam search), which may revise any word.
         self.vocab = vocab
+        self.commit_early = commit_early
         self._committed: list[Word] = []
         self._scan_from = 0  # first frame after the delimiter of the last committed word
 
@@ -62,7 +65,7 @@ class Stabilizer:
             self._scan_from = n_stable
             return Hypothesis(tuple(self._committed), ())
         settled = 0
-        for word in words:
+        for word in words if self.commit_early else ():
             if word.closed_at is None or word.closed_at >= n_stable:
                 break
             settled += 1

@@ -52,6 +52,8 @@ class Utterance:
         start_sample: int,
         planner: WindowPlanner,
         stabilizer: Stabilizer,
+        *,
+        keep_scores: bool = False,
     ) -> None:
         self.id = utterance_id
         self.start_sample = start_sample
@@ -64,6 +66,7 @@ class Utterance:
         self._stabilizer = stabilizer
         self._ids = np.zeros(0, dtype=np.int32)
         self._probs = np.zeros(0, dtype=np.float32)
+        self._scores: list[np.ndarray] | None = [] if keep_scores else None
         self._tentative_ids = np.zeros(0, dtype=np.int32)
         self._tentative_probs = np.zeros(0, dtype=np.float32)
         self.hypothesis = Hypothesis((), ())
@@ -105,6 +108,8 @@ class Utterance:
         keep = slice(plan.keep_from - offset, plan.keep_to - offset)
         self._ids = np.concatenate([self._ids, ids[keep]])
         self._probs = np.concatenate([self._probs, probs[keep]])
+        if self._scores is not None:
+            self._scores.append(logprobs[keep])
         tail = slice(plan.keep_to - offset, None)
         self._tentative_ids = ids[tail] if not plan.final else ids[:0]
         self._tentative_probs = probs[tail] if not plan.final else probs[:0]
@@ -117,6 +122,19 @@ class Utterance:
             final=plan.final,
         )
         return self.hypothesis
+
+    @property
+    def frame_probs(self) -> np.ndarray:
+        """Best-path probability of every stable frame."""
+        return self._probs
+
+    def scores(self) -> np.ndarray:
+        """All stable frames' (frames, vocab) log-probabilities (``keep_scores`` only)."""
+        if self._scores is None:
+            raise RuntimeError("this utterance does not keep its scores")
+        if not self._scores:
+            return np.zeros((0, 0), dtype=np.float32)
+        return np.concatenate(self._scores)
 
     def finalize(self) -> Hypothesis:
         """Commit whatever is left once no window is due any more (idempotent)."""

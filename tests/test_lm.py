@@ -7,6 +7,7 @@ without it; the lmplz test needs a compiled lmplz (``python -m training.lm`` mak
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import shutil
 import sys
@@ -185,3 +186,50 @@ def test_lmplz_build_is_deterministic_and_kenlm_reads_it(tmp_path: Path) -> None
     model = kenlm.Model(str(first))
     assert model.order == 3
     assert model.score("the cat sat on the mat") > model.score("the mat sat on the cat")
+
+
+@pytest.mark.usefixtures("lm_packages")
+def test_decoded_words_carry_their_frame_spans(arpa: Path) -> None:
+    words = LMDecoder(CtcVocab.from_vocab(VOCAB), arpa).decode_words(CAD)
+    assert [w for w, _, _ in words] == ["the", "cat", "sat"]
+    spans = [(start, end) for _, start, end in words]
+    assert all(0 <= start < end <= len(CAD) for start, end in spans)
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans)), "in order, not overlapping"
+
+
+@pytest.mark.usefixtures("lm_packages")
+async def test_server_with_lm_sends_lm_finals_that_beat_greedy_on_words() -> None:
+    """The bundled model + its LM through the real server (``--lm``): spoken words come
+    back spelled as words, better than the greedy finals of the same audio."""
+    from audio_fixtures import speech_with_pauses, to_s16
+    from compat_support import cer
+    from conftest import server_config
+    from wsclient import of_type, stream_pcm
+
+    from streaming.config import LmConfig
+    from streaming.server import Server
+
+    if not (MODEL_DIR / "lm.arpa.gz").is_file():
+        pytest.skip("no lm.arpa.gz bundled with tiny-en")
+    sentences = ["it is a good day to go to the market", "she put the red bags into the car"]
+    audio, _ = speech_with_pauses(sentences, pause_s=1.5)
+    finals: dict[str | None, list[str]] = {}
+    for lm in (None, "model"):
+        config = server_config(MODEL_DIR).replace(lm=LmConfig(path=lm))
+        async with Server(config) as server:
+            messages, code = await stream_pcm(server.url, to_s16(audio))
+            assert code == 1000
+            finals[lm] = [str(f["text"]) for f in of_type(messages, "final")]
+            if lm is not None:
+                assert server.health()["lm_finals"] == len(sentences)
+                assert all(p["committed"] == "" for p in of_type(messages, "partial"))
+
+    def word_errors(texts: list[str]) -> int:  # edit distance over words (cer on lists)
+        return sum(
+            round(cer(h.split(), r.split()) * len(r.split())) for h, r in zip(texts, sentences)
+        )
+
+    assert len(finals["model"]) == len(sentences)
+    lm_words = {w for text in finals["model"] for w in text.split()}
+    assert lm_words <= set(arpa_unigrams(MODEL_DIR / "lm.arpa.gz")), "LM finals are LM words"
+    assert word_errors(finals["model"]) < word_errors(finals[None]), finals

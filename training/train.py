@@ -27,6 +27,7 @@ import json
 import math
 import os
 import random
+import re
 import shutil
 import time
 from pathlib import Path
@@ -73,6 +74,12 @@ class TrainConfig:
     mask_time_prob: float = 0.05
     bf16: bool = True
     valid_per_engine: int = 40
+    # Warm start (``--init-from``): the step the weights came from, steps to re-warm the
+    # learning rate (the optimizer moments are not in an exported model), and an optional
+    # linear cool-down to ``min_lr_ratio`` over that many steps after the warm start.
+    init_step: int = 0
+    rewarm_steps: int = 200
+    cooldown_steps: int = 0
     size: ModelSize = dataclasses.field(default_factory=ModelSize)
 
 
@@ -93,8 +100,21 @@ class Progress:
 def lr_factor(step: int, cfg: TrainConfig) -> float:
     """Linear warmup, then inverse-sqrt decay floored at ``min_lr_ratio``.
 
-    No fixed end: the run length is unknown (it is resumed across sessions).
+    No fixed end: the run length is unknown (it is resumed across sessions).  ``step``
+    counts optimizer steps of this run; a warm-started run continues the schedule at
+    ``init_step``, re-warms over ``rewarm_steps`` and may cool down linearly.
     """
+    if cfg.init_step:
+        rewarm = min(1.0, (step + 1) / max(1, cfg.rewarm_steps))
+        factor = _schedule(step + cfg.init_step, cfg) * rewarm
+        if cfg.cooldown_steps:
+            left = max(0.0, 1.0 - step / cfg.cooldown_steps)
+            factor = max(cfg.min_lr_ratio, factor * left)
+        return factor
+    return _schedule(step, cfg)
+
+
+def _schedule(step: int, cfg: TrainConfig) -> float:
     if step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
     decay = math.sqrt(cfg.decay_steps / (cfg.decay_steps + step - cfg.warmup_steps))
@@ -258,6 +278,53 @@ def maybe_export(prog: Progress, cer: float, export_below: float, export_delta: 
         print(f"export failed: {exc}")
 
 
+def card_progress(model_dir: Path) -> Progress:
+    """Step, training time and audio seen of an exported model, read from its card."""
+    card = (model_dir / "MODEL_CARD.md").read_text(encoding="utf-8")
+    found = re.search(
+        r"This checkpoint: step (\d+), ([\d.]+) h of training-step wall time,\s+"
+        r"([\d.]+) h of \(augmented\) audio seen; validation CER ([\d.]+)",
+        card,
+    )
+    if found is None:
+        raise SystemExit(f"{model_dir}/MODEL_CARD.md does not say which step it is")
+    step, train_h, audio_h, cer = found.groups()
+    return Progress(
+        step=int(step),
+        train_seconds=float(train_h) * 3600,
+        audio_seconds=float(audio_h) * 3600,
+        exported_cer=float(cer),
+    )
+
+
+def warm_start(args: argparse.Namespace) -> tuple[Any, TrainConfig, Progress]:
+    """Model, config and progress for a run that continues an exported model.
+
+    The checkpoint of the run that made the model may be gone (``training/work`` is not
+    committed); its weights and its log are, so training picks up from there.
+    """
+    from transformers import Wav2Vec2ForCTC
+
+    prog = card_progress(args.init_from)
+    cfg = TrainConfig(
+        lr=args.lr,
+        batch_seconds=args.batch_seconds,
+        bf16=not args.no_bf16,
+        init_step=prog.step,
+        cooldown_steps=args.cooldown_steps,
+    )
+    seed_everything(cfg.seed + prog.step)
+    model = Wav2Vec2ForCTC.from_pretrained(args.init_from)
+    model.config.mask_time_prob = cfg.mask_time_prob
+    history = RESULTS_DIR / "train_log.jsonl"
+    if history.exists():
+        lines = history.read_text(encoding="utf-8").splitlines()
+        kept = [ln for ln in lines if json.loads(ln).get("step", 0) <= prog.step]
+        (RUN_DIR / "log.jsonl").write_text("".join(f"{ln}\n" for ln in kept), encoding="utf-8")
+    log({"event": "warm_start", "step": prog.step, "from": str(args.init_from)})
+    return model, cfg, prog
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """CLI; hyper-parameters only apply to a fresh run (a resume reuses the saved ones)."""
     p = argparse.ArgumentParser(
@@ -276,6 +343,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--export-delta", type=float, default=0.02, help="re-export when CER improves this much"
     )
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--init-from",
+        type=Path,
+        default=None,
+        metavar="MODEL_DIR",
+        help="start a new run from an exported model (e.g. streaming/models/tiny-en) when "
+        "no checkpoint exists: its weights, its step (from MODEL_CARD.md) and the committed "
+        "log up to that step; the optimizer starts afresh, so the learning rate re-warms",
+    )
+    p.add_argument(
+        "--cooldown-steps",
+        type=int,
+        default=0,
+        help="with --init-from: decay the learning rate linearly to its floor over N steps",
+    )
     p.add_argument(
         "--fresh", action="store_true", help="ignore an existing checkpoint (moves it aside)"
     )
@@ -303,6 +385,9 @@ def main(argv: list[str] | None = None) -> None:
         print(
             f"resumed from {last} at step {prog.step} (epoch {prog.epoch}, batch {prog.batch_pos})"
         )
+    elif args.init_from is not None:
+        model, cfg, prog = warm_start(args)
+        state = None
     else:
         cfg = TrainConfig(lr=args.lr, batch_seconds=args.batch_seconds, bf16=not args.no_bf16)
         seed_everything(cfg.seed)

@@ -38,7 +38,7 @@ class CompatConnection(abc.ABC):
         self.log = logging.LoggerAdapter(log, {"session": ctx.session_id})
         self.outbox = KeyedOutbox()
         self.driver = SessionDriver(
-            ctx.session, ctx.engine, ctx.config, self.on_events, ctx.metrics
+            ctx.session, ctx.engine, ctx.config, self.on_events, ctx.metrics, rescorer=ctx.rescorer
         )
         self.close_code = 1000
         self.close_reason = ""
