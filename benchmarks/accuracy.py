@@ -113,7 +113,7 @@ def stability(run: common.SimulatedRun) -> tuple[int, int]:
 
 
 def run_setting(
-    model: Any, setting: Setting, audios: list[np.ndarray], refs: list[str]
+    model: Any, setting: Setting, audios: list[np.ndarray], refs: list[str], lm: Any = None
 ) -> dict[str, Any]:
     from streaming.config import WindowConfig
 
@@ -137,6 +137,14 @@ def run_setting(
         windows += run.windows
         model_s += run.model_seconds
         audio_s += run.audio_s
+    lm_counts = None
+    if lm is not None:  # the server's --lm: the same windows, finals by LM beam search
+        lm_counts = common.ErrorCounts()
+        for audio, ref in zip(audios, refs):
+            run = common.simulate_session(
+                model, audio, window, compute="zero", rescore=lm.decode_words
+            )
+            lm_counts.add(ref, run.transcript)
     return {
         "setting": setting.label,
         "chunk_ms": setting.chunk,
@@ -144,6 +152,7 @@ def run_setting(
         "right_ms": setting.right,
         "cost": round(setting.cost, 2),
         "streaming": counts.to_json(),
+        "streaming_lm": lm_counts.to_json() if lm_counts else None,
         **common.latency_summary(trackers),
         "changes_per_word": round(changes / max(1, committed), 3),
         "retracted_per_word": round(retracted / max(1, committed), 3),
@@ -271,6 +280,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     began = time.monotonic()
     offline = common.error_rates([(r, offline_text(model, a)) for a, r in zip(audios, refs)])
+    lm = offline_lm = None
+    if args.lm:
+        from streaming.lm import LMDecoder
+
+        lm = LMDecoder.from_model_dir(bench.source)
+        offline_lm = common.error_rates(
+            [(r, lm.decode(model.infer(a[None, :])[0])) for a, r in zip(audios, refs)]
+        )
+        print(f"offline + LM WER {offline_lm.wer:.4f} CER {offline_lm.cer:.4f}")
     hf_whole = hf_pipeline_wer(bench.source, None, audios, refs) if args.hf else None
     print(
         f"offline WER {offline.wer:.4f} CER {offline.cer:.4f}"
@@ -278,7 +296,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     rows = []
     for setting in args.settings or grid(args.grid):
-        row = run_setting(model, setting, audios, refs)
+        row = run_setting(model, setting, audios, refs, lm)
         row["hf_pipeline"] = (
             hf_pipeline_wer(bench.source, setting, audios, refs) if args.hf else None
         )
@@ -289,7 +307,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             f"{setting.label:18s} WER {row['streaming']['wer']:.4f} (x{row['wer_ratio']}) "
             f"HF {hf['wer'] if hf else '-'} commit p50/p95 {row['commit_ms']['p50']}/"
             f"{row['commit_ms']['p95']} ms changes {row['changes_per_word']} "
-            f"[{time.monotonic() - began:.0f} s]",
+            + (f"LM WER {row['streaming_lm']['wer']:.4f} " if row["streaming_lm"] else "")
+            + f"[{time.monotonic() - began:.0f} s]",
             flush=True,
         )
     check = None
@@ -309,6 +328,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "CER": r["streaming"]["cer"],
             "xOffline": r["wer_ratio"],
             "HF WER": r["hf_pipeline"]["wer"] if r["hf_pipeline"] else None,
+            **({"+LM WER": r["streaming_lm"]["wer"]} if r["streaming_lm"] else {}),
             "partial p50": r["partial_ms"]["p50"],
             "commit p50": r["commit_ms"]["p50"],
             "commit p95": r["commit_ms"]["p95"],
@@ -322,7 +342,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         table,
         list(table[0]),
         f"accuracy ({len(utts)} utterances; offline WER "
-        f"{offline.wer:.4f}, CER {offline.cer:.4f}; latencies algorithmic, ms)",
+        f"{offline.wer:.4f}, CER {offline.cer:.4f}"
+        + (f"; offline + LM WER {offline_lm.wer:.4f}" if offline_lm else "")
+        + "; latencies algorithmic, ms)",
     )
     rec = recommend(rows, offline.wer, args.max_cost, args.max_partial_ms)
     print(
@@ -335,6 +357,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "utterances": [{"id": u.id, "voice": u.voice, "text": u.text} for u in utts],
         "audio_s": round(seconds, 1),
         "offline": offline.to_json(),
+        "offline_lm": offline_lm.to_json() if offline_lm else None,
         "hf_pipeline_unchunked": hf_whole,
         "settings": rows,
         "server_check": check,
@@ -390,6 +413,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="explicit settings instead of a grid, e.g. C320/L960/R160,C480/L960/R320",
     )
     p.add_argument("--no-hf", dest="hf", action="store_false", help="skip the HF pipeline")
+    p.add_argument(
+        "--lm",
+        action="store_true",
+        help="also score finals decoded with the model folder's lm.arpa.gz, as the server's "
+        "--lm does, against offline decoding with the same LM (needs pyctcdecode + kenlm)",
+    )
     p.add_argument("--no-server-check", dest="server_check", action="store_false")
     p.add_argument("--server-files", type=int, default=4)
     p.add_argument(

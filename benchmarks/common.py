@@ -941,19 +941,23 @@ def simulate_session(
     chunk_ms: int = 100,
     compute: str = "measured",
     tolerance_ms: float = 100.0,
+    rescore: Callable[[np.ndarray], list[tuple[str, int, int]]] | None = None,
 ) -> SimulatedRun:
     """Feed ``audio`` (float32, 16 kHz) to a Session in ``chunk_ms`` pieces, run each due
     window at once with ``model.infer`` and time-stamp every event in simulated time.
 
     ``compute="measured"`` adds each window's measured model time to the clock;
-    ``"zero"`` gives the algorithmic latency alone.
+    ``"zero"`` gives the algorithmic latency alone. ``rescore`` (an LM decoder's
+    ``decode_words``) decodes the finals as the server's ``--lm`` does.
     """
     from client.latency import LatencyTracker, SendLog
     from streaming.config import VadConfig
     from streaming.protocol import event_message
-    from streaming.session import Session
+    from streaming.session import PendingFinal, Session
 
-    session = Session(model.vocab, model.geometry, vad or VadConfig(), window)
+    session = Session(
+        model.vocab, model.geometry, vad or VadConfig(), window, rescore_finals=rescore is not None
+    )
     pcm = np.clip(np.round(audio * 32768.0), -32768, 32767).astype("<i2")
     step = SAMPLE_RATE * chunk_ms // 1000
     send_log = SendLog()
@@ -966,6 +970,9 @@ def simulate_session(
 
     def emit(events: Sequence[Any]) -> None:
         for event in events:
+            if isinstance(event, PendingFinal):
+                assert rescore is not None
+                event = event.resolve(rescore(event.scores))
             msg = event_message(event)
             messages.append((clock, msg))
             tracker.on_message(msg, clock)

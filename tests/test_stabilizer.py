@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from streaming.config import VadConfig, WindowConfig
 from streaming.events import Final, Partial
-from streaming.session import Session
+from streaming.session import PendingFinal, Session, SessionEvent
 from streaming.stabilizer import Stabilizer
 
 RATE = 16000
@@ -42,6 +42,58 @@ def test_final_commits_everything_left() -> None:
     assert hyp.tentative == ()
 
 
+def noise_bursts(segments: list[tuple[bool, float]], seed: int) -> bytes:
+    """Loud/silent stretches of noise as s16le PCM (the fake VAD calls loud audio speech)."""
+    rng = np.random.default_rng(seed)
+    parts = [
+        (rng.standard_normal(int(s * RATE)) * (0.3 if loud else 0.0)).astype(np.float32)
+        for loud, s in segments
+    ]
+    audio = np.concatenate(parts)
+    return (np.clip(audio, -1, 0.99) * 32767).astype("<i2").tobytes()
+
+
+def make_session(*, rescore_finals: bool = False) -> Session:
+    vad = VadConfig(max_utterance_s=2.0)
+    return Session(
+        VOCAB,
+        GEOMETRY,
+        vad,
+        WindowConfig(),
+        detector_factory=loud_detector,
+        rescore_finals=rescore_finals,
+    )
+
+
+def run_stream(
+    session: Session,
+    pcm: bytes,
+    chunk_sizes: list[int],
+    flush_every: int | None,
+    model: ReceptiveFieldModel,
+) -> list[SessionEvent]:
+    """Feed ``pcm`` in varying pieces, run every due window, end; every event in order."""
+    events: list[SessionEvent] = []
+
+    def pump() -> None:
+        while (request := session.next_request()) is not None:
+            events.extend(session.complete(request, model.window(request.samples)))
+
+    position, i = 0, 0
+    while position < len(pcm):
+        size = 2 * chunk_sizes[i % len(chunk_sizes)]
+        events.extend(session.feed(pcm[position : position + size]))
+        position += size
+        i += 1
+        if flush_every and i % flush_every == 0:
+            events.extend(session.flush())
+        pump()
+    events.extend(session.end())
+    pump()
+    assert session.idle
+    return events
+
+
 segments = st.lists(st.tuples(st.booleans(), st.floats(0.05, 2.5)), min_size=1, max_size=8)
 
 
@@ -60,34 +112,9 @@ def test_committed_text_is_a_prefix_of_every_later_committed_text_and_of_the_fin
     context_noise: float,
     seed: int,
 ) -> None:
-    rng = np.random.default_rng(seed)
-    parts = [
-        (rng.standard_normal(int(s * RATE)) * (0.3 if loud else 0.0)).astype(np.float32)
-        for loud, s in segments
-    ]
-    audio = np.concatenate(parts)
-    pcm = (np.clip(audio, -1, 0.99) * 32767).astype("<i2").tobytes()
     model = ReceptiveFieldModel(context_noise, seed)
-    vad = VadConfig(max_utterance_s=2.0)
-    session = Session(VOCAB, GEOMETRY, vad, WindowConfig(), detector_factory=loud_detector)
-    events: list[Partial | Final] = []
-
-    def pump() -> None:
-        while (request := session.next_request()) is not None:
-            events.extend(session.complete(request, model.window(request.samples)))  # type: ignore[arg-type]
-
-    position, i = 0, 0
-    while position < len(pcm):
-        size = 2 * chunk_sizes[i % len(chunk_sizes)]
-        events.extend(session.feed(pcm[position : position + size]))  # type: ignore[arg-type]
-        position += size
-        i += 1
-        if flush_every and i % flush_every == 0:
-            events.extend(session.flush())  # type: ignore[arg-type]
-        pump()
-    events.extend(session.end())  # type: ignore[arg-type]
-    pump()
-    assert session.idle
+    session = make_session()
+    events = run_stream(session, noise_bursts(segments, seed), chunk_sizes, flush_every, model)
 
     committed: dict[int, list[str]] = {}
     finals: dict[int, Final] = {}
@@ -105,3 +132,29 @@ def test_committed_text_is_a_prefix_of_every_later_committed_text_and_of_the_fin
     # Every utterance that was opened got exactly one final, in order.
     assert sorted(finals) == list(range(session.utterances_opened))
     assert [e.utterance_id for e in events if isinstance(e, Final)] == sorted(finals)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    segments=segments,
+    chunk_sizes=st.lists(st.integers(1, 12000), min_size=1, max_size=4),
+    seed=st.integers(0, 10_000),
+)
+def test_with_lm_finals_every_utterance_hands_over_all_its_frames_and_commits_nothing_early(
+    segments: list[tuple[bool, float]], chunk_sizes: list[int], seed: int
+) -> None:
+    pcm = noise_bursts(segments, seed)
+    plain = run_stream(make_session(), pcm, chunk_sizes, None, ReceptiveFieldModel(0.0, seed))
+    session = make_session(rescore_finals=True)
+    events = run_stream(session, pcm, chunk_sizes, None, ReceptiveFieldModel(0.0, seed))
+    assert all(e.committed == "" for e in events if isinstance(e, Partial))
+    finals = [e for e in events if isinstance(e, (Final, PendingFinal))]
+    assert len(finals) == session.utterances_opened, "one final per utterance, none lost"
+    # Same windows, same greedy reading: only the final's decoding is left to the LM.
+    expected = [e.text for e in plain if isinstance(e, Final)]
+    assert [e.greedy.text if isinstance(e, PendingFinal) else e.text for e in finals] == expected
+    for final in finals:
+        if isinstance(final, PendingFinal):
+            assert final.scores.shape == (final.frame_probs.size, len(VOCAB.tokens))
+            span_ms = final.scores.shape[0] * final.stride * 1000 // RATE
+            assert abs(final.greedy.audio_ms - final.greedy.start_ms - span_ms) <= 40
