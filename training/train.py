@@ -283,7 +283,7 @@ def card_progress(model_dir: Path) -> Progress:
     card = (model_dir / "MODEL_CARD.md").read_text(encoding="utf-8")
     found = re.search(
         r"This checkpoint: step (\d+), ([\d.]+) h of training-step wall time,\s+"
-        r"([\d.]+) h of \(augmented\) audio seen; validation CER ([\d.]+)",
+        r"([\d.]+) h of \(augmented\) audio seen; validation CER (\d+\.\d+)",
         card,
     )
     if found is None:
