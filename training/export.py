@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -138,8 +139,48 @@ def update_card(model_dir: Path, evaluation: dict[str, Any]) -> None:
     print(f"updated the scores in {card}")
 
 
-def model_card(state: dict[str, Any], n_params: int, size_bytes: int) -> str:
+def cpu_description() -> str:
+    """This machine's CPU as the card names it, e.g. "AMD EPYC with AVX512-BF16"."""
+    from benchmarks.common import _cpu_flags, _lscpu_model
+
+    flags = _cpu_flags()
+    extra = "AMX" if "amx_bf16" in flags else "AVX512-BF16" if "avx512_bf16" in flags else ""
+    return f"{_lscpu_model()} with {extra}" if extra else _lscpu_model()
+
+
+def training_machines(state: dict[str, Any], previous_card: Path | None) -> str:
+    """Where the steps of this checkpoint ran: for a warm-started run (``--init-from``), the
+    machine the previous card names up to ``init_step``, then this one."""
+    here = cpu_description()
+    init_step = state["train_config"].get("init_step", 0)
+    if not init_step or previous_card is None or not previous_card.is_file():
+        return here
+    found = re.search(r"2 CPU cores \((.+?)\), no GPU", previous_card.read_text("utf-8"))
+    if found is None or found.group(1) == here:
+        return here
+    return f"{found.group(1)} up to step {init_step}, {here} after"
+
+
+def _warm_start_note(tc: dict[str, Any]) -> str:
+    if not tc.get("init_step"):
+        return ""
+    cooldown = (
+        f", then cooled down linearly to {tc['min_lr_ratio']}x over {tc['cooldown_steps']} steps"
+        if tc.get("cooldown_steps")
+        else ""
+    )
+    return (
+        f"\nContinued at step {tc['init_step']} from the previously exported model in a new "
+        f"session (`--init-from`; fresh optimizer, learning rate re-warmed over "
+        f"{tc['rewarm_steps']} steps to the schedule's value{cooldown}).\n"
+    )
+
+
+def model_card(
+    state: dict[str, Any], n_params: int, size_bytes: int, machines: str | None = None
+) -> str:
     """Generate ``MODEL_CARD.md`` from the checkpoint, the corpus and the last evaluation."""
+    machines = machines or cpu_description()
     prog = state["progress"]
     mc = state["model_config"]
     tc = state["train_config"]
@@ -203,10 +244,10 @@ The Piper joe voice was trained on a CC0 dataset (NabuCasa voice-datasets).
 ## Training
 
 From scratch, CTC, AdamW (peak lr {tc["lr"]}, warmup + inverse-sqrt decay), batches of
-~{tc["batch_seconds"]:.0f} s audio, bf16 autocast, 2 CPU cores (Intel Xeon with AMX), no GPU.
+~{tc["batch_seconds"]:.0f} s audio, bf16 autocast, 2 CPU cores ({machines}), no GPU.
 This checkpoint: step {step}, {prog["train_seconds"] / 3600:.2f} h of training-step wall time,
 {seen}; validation CER {prog["best_cer"]:.3f}.
-Reproduce with the scripts in `training/` (see `training/README.md`).
+{_warm_start_note(tc)}Reproduce with the scripts in `training/` (see `training/README.md`).
 
 {SCORES_HEADING}
 
@@ -237,7 +278,9 @@ def export(checkpoint: Path = DEFAULT_CHECKPOINT, out: Path = DEFAULT_OUT) -> Pa
         size = (tmp / "model.safetensors").stat().st_size
         if (out / LM_FILE).is_file():  # the LM depends on the text only, not the weights
             shutil.copyfile(out / LM_FILE, tmp / LM_FILE)
-        (tmp / "MODEL_CARD.md").write_text(model_card(state, n_params, size), encoding="utf-8")
+        machines = training_machines(state, out / "MODEL_CARD.md")
+        card = model_card(state, n_params, size, machines)
+        (tmp / "MODEL_CARD.md").write_text(card, encoding="utf-8")
         os.chmod(tmp, 0o755)
         for path in tmp.iterdir():  # safetensors writes 0600; the package needs 0644
             os.chmod(path, 0o644)
