@@ -71,3 +71,11 @@ def test_local_checkpoint_loads_through_from_pretrained(tiny_model_dir: Path) ->
     assert model.geometry.stride == 320
     assert model.vocab.tokens[model.vocab.delimiter_id] == "|"
     assert resolve_model(str(tiny_model_dir)) == str(tiny_model_dir)
+
+
+def test_missing_lm_file_gives_one_clear_line_and_no_traceback(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.arpa"
+    result = run_cli("--model", "tiny-en", "--lm", str(missing), "--port", "0", "--no-warmup")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert f"LM file {str(missing)!r} does not exist" in result.stderr
