@@ -314,9 +314,12 @@ def main(argv: list[str] | None = None) -> None:
             "(benchmarks/peer.py normalize_word)",
         }
     if args.speed:
+        from training.export import cpu_description
+
         report["speed_x_realtime"] = measure_speed(model, args.model_dir)
         report["speed_setup"] = (
-            f"batch 1, 4 s input, {args.threads} CPU threads, fp32, processor+model+greedy decode"
+            f"batch 1, 4 s input, {args.threads} CPU threads ({cpu_description()}), fp32, "
+            "processor+model+greedy decode"
         )
         print(f"speed: {report['speed_x_realtime']:.1f}x real time ({report['speed_setup']})")
     elif args.out.exists():  # keep the last speed measurement
