@@ -88,7 +88,10 @@ def _score_table(evaluation: dict[str, Any] | None, step: int | None) -> str:
         cells += [f"{row[k][r]:.3f}" for k in kinds for r in ("cer", "wer")]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append("* CER, WER: greedy CTC decoding (what the server does).")
+    lines.append(
+        "* CER, WER: greedy CTC decoding (what the server does by default; its `--lm` option"
+        " gives the LM column for the finals)."
+    )
     if "lm" in kinds:
         lm = evaluation["lm"]
         lines.append(
@@ -111,8 +114,8 @@ def _score_table(evaluation: dict[str, Any] | None, step: int | None) -> str:
         f" decoding: {met} at this step ({min(seen):.1%} to {max(seen):.1%}). The validation"
         " CER per step is plotted in `training/results/train_curve.png`; it was still falling"
         " when this checkpoint was exported. What limits it is training time: from scratch on"
-        " 2 shared CPU cores the run reads audio at ~25x real time, so it has seen only one or"
-        " two passes over the corpus so far; a GPU would do the same in minutes.",
+        " 2 shared CPU cores the run reads audio at 25-35x real time, so it has seen only a few"
+        " passes over the corpus so far; a GPU would do the same in minutes.",
     ]
     speed = evaluation.get("speed_x_realtime")
     if speed:
@@ -161,14 +164,17 @@ def training_machines(state: dict[str, Any], previous_card: Path | None) -> str:
     return f"{found.group(1)} up to step {init_step}, {here} after"
 
 
-def _warm_start_note(tc: dict[str, Any]) -> str:
+def _warm_start_note(tc: dict[str, Any], step: int) -> str:
     if not tc.get("init_step"):
         return ""
-    cooldown = (
-        f", then cooled down linearly to {tc['min_lr_ratio']}x over {tc['cooldown_steps']} steps"
-        if tc.get("cooldown_steps")
-        else ""
-    )
+    cooldown = ""
+    if tc.get("cooldown_steps"):
+        done = step - tc["init_step"]
+        cooldown = (
+            f", then cooled down linearly to {tc['min_lr_ratio']}x over {tc['cooldown_steps']} "
+            "steps"
+            + (f"; this checkpoint is {done} steps into it" if done < tc["cooldown_steps"] else "")
+        )
     return (
         f"\nContinued at step {tc['init_step']} from the previously exported model in a new "
         f"session (`--init-from`; fresh optimizer, learning rate re-warmed over "
@@ -247,7 +253,7 @@ From scratch, CTC, AdamW (peak lr {tc["lr"]}, warmup + inverse-sqrt decay), batc
 ~{tc["batch_seconds"]:.0f} s audio, bf16 autocast, 2 CPU cores ({machines}), no GPU.
 This checkpoint: step {step}, {prog["train_seconds"] / 3600:.2f} h of training-step wall time,
 {seen}; validation CER {prog["best_cer"]:.3f}.
-{_warm_start_note(tc)}Reproduce with the scripts in `training/` (see `training/README.md`).
+{_warm_start_note(tc, step)}Reproduce with the scripts in `training/` (see `training/README.md`).
 
 {SCORES_HEADING}
 
