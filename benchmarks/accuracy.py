@@ -237,9 +237,11 @@ def recommend(
     ]
     if not ok:
         best = min(rows, key=lambda r: (r["streaming"]["wer"], r["commit_ms"]["p50"] or 0))
+        accurate = sum(1 for r in rows if r["streaming"]["wer"] <= limit + 1e-9)
         why = (
-            "no setting meets WER ≤ 1.02 × offline within the cost and partial-latency "
-            "limits: the lowest WER"
+            f"{accurate} of {len(rows)} settings meet WER ≤ 1.02 × offline, but none also "
+            f"within cost ≤ {max_cost:g} (--max-cost) and algorithmic p50 partial ≤ "
+            f"{max_partial_ms:g} ms (--max-partial-ms): the lowest WER"
         )
     else:
         best = min(ok, key=lambda r: ((r["commit_ms"]["p95"] or 0), r["cost"]))
