@@ -44,8 +44,8 @@ class SessionDriver:
         *,
         rescorer: FinalRescorer | None = None,
     ) -> None:
-        if rescorer is not None:
-            session.rescore_finals = True
+        if (rescorer is not None) != session.rescore_finals:
+            raise ValueError("a rescorer needs a session made with rescore_finals, and back")
         self.session = session
         self.rescorer = rescorer
         self._out: deque[list[Event] | asyncio.Task[Final]] = deque()

@@ -245,7 +245,11 @@ class Server:
         assert self.model is not None and self.engine is not None
         session_id = uuid.uuid4().hex[:12]
         session = Session(
-            self.model.vocab, self.model.geometry, self.config.vad, self.config.window
+            self.model.vocab,
+            self.model.geometry,
+            self.config.vad,
+            self.config.window,
+            rescore_finals=self.rescorer is not None,
         )
         assert ws.request is not None
         factory = self._endpoints[ws.request.path.split("?", 1)[0]]
