@@ -20,6 +20,7 @@ from .config import (
 from .errors import ModelLoadError
 from .security import load_tokens
 from .server import Server
+from .workers import WorkersFailed, bind_socket, run_workers
 
 log = logging.getLogger("streaming")
 
@@ -37,6 +38,7 @@ examples:
   python -m streaming --model tiny-en --lm             # + its 3-gram LM for the finals
   python -m streaming --model facebook/wav2vec2-base-960h --device cuda --dtype fp16
   python -m streaming --model /path/to/checkpoint --port 9000 --host 0.0.0.0
+  python -m streaming --model facebook/wav2vec2-base-960h --device cuda --workers 4
 
 endpoints: ws://HOST:PORT/ (native protocol, or --protocol), /v1/stream (native),
   /vosk (Vosk server), /whisperlive (WhisperLive), /v1/listen (Deepgram live; see
@@ -63,6 +65,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=d.protocol,
         help="what ws://HOST:PORT/ speaks, for stock Vosk or WhisperLive clients; /vosk, "
         "/whisperlive and /v1/listen (Deepgram) are always served (default: %(default)s)",
+    )
+
+    proc = p.add_argument_group("processes")
+    proc.add_argument(
+        "--workers",
+        type=int,
+        default=d.workers,
+        metavar="N",
+        help="server processes sharing one listening socket, for more streams than one "
+        "event loop can carry; each loads its own copy of the model and runs its own "
+        "batching engine (on a GPU they share the device); limits such as --max-sessions "
+        "apply per worker, and /health and /metrics answer for the worker that took the "
+        "request (default: %(default)s)",
     )
 
     m = p.add_argument_group("model")
@@ -331,6 +346,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         tls_cert_file=args.tls_cert,
         tls_key_file=args.tls_key,
         allowed_origins=tuple(args.allow_origin),
+        workers=args.workers,
     )
 
 
@@ -350,10 +366,12 @@ def quiet_transformers() -> None:
     hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
 
-def setup_logging(level: str) -> None:
+def setup_logging(level: str, prefix: str = "") -> None:
+    """Log to stderr; ``prefix`` (e.g. ``[worker 1] ``) starts every message."""
     handler = logging.StreamHandler()
+    prefix = prefix.replace("%", "%%")
     handler.setFormatter(
-        _SessionFormatter("%(asctime)s %(levelname)s %(name)s%(sid)s: %(message)s")
+        _SessionFormatter(f"%(asctime)s %(levelname)s {prefix}%(name)s%(sid)s: %(message)s")
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -369,8 +387,37 @@ async def _serve(config: ServerConfig) -> None:
         loop.add_signal_handler(sig, stop.set)
     server = Server(config)
     await server.start()
-    print(f"streaming server ready on {server.url} (model {config.model.name})", flush=True)
+    announce_ready(server.url, config)
     await server.serve_forever(stop)
+
+
+def announce_ready(url: str, config: ServerConfig) -> None:
+    """The line supervisors wait for (benchmarks/common.py parses it): keep its shape."""
+    print(f"streaming server ready on {url} (model {config.model.name})", flush=True)
+
+
+def _serve_workers(config: ServerConfig, log_level: str) -> int:
+    try:
+        sock = bind_socket(config)
+    except OSError as exc:
+        return _cannot_listen(config, exc)
+    with sock:
+        try:
+            run_workers(
+                config, sock, log_level=log_level, on_ready=lambda url: announce_ready(url, config)
+            )
+        except WorkersFailed as exc:
+            print(f"streaming-server: error: {exc}", file=sys.stderr)
+            return exc.exit_code
+    return 0
+
+
+def _cannot_listen(config: ServerConfig, exc: OSError) -> int:
+    print(
+        f"streaming-server: error: cannot listen on {config.host}:{config.port}: {exc}",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -382,17 +429,15 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as exc:
         print(f"streaming-server: error: {exc}", file=sys.stderr)
         return 2
+    if config.workers > 1:
+        return _serve_workers(config, args.log_level)
     try:
         asyncio.run(_serve(config))
     except ModelLoadError as exc:
         print(f"streaming-server: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(
-            f"streaming-server: error: cannot listen on {config.host}:{config.port}: {exc}",
-            file=sys.stderr,
-        )
-        return 1
+        return _cannot_listen(config, exc)
     return 0
 
 

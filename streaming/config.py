@@ -157,6 +157,7 @@ class ServerConfig:
     tls_key_file: str | None = None
     allowed_origins: tuple[str, ...] = ()
     protocol: str = "native"  # what "/" speaks: stock Vosk and WhisperLive clients connect there
+    workers: int = 1  # server processes sharing the listening socket (streaming/workers.py)
 
     def validate(self) -> None:
         self.model.validate()
@@ -168,6 +169,8 @@ class ServerConfig:
             raise ValueError("port must be in 0..65535")
         if self.max_sessions < 1:
             raise ValueError("max sessions must be >= 1")
+        if self.workers < 1:
+            raise ValueError("workers must be >= 1")
         if self.max_frame_bytes < 2:
             raise ValueError("max frame bytes must be >= 2")
         if not 0 < self.backlog_low_s <= self.backlog_high_s:

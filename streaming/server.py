@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import socket
 import uuid
 from collections.abc import Callable
 from http import HTTPStatus
@@ -52,10 +54,13 @@ class Server:
         *,
         model: LoadedModel | None = None,
         rescorer: FinalRescorer | None = None,
+        worker: int = 0,
     ) -> None:
-        """``model`` and ``rescorer`` (LM finals) are loaded from ``config`` when not given."""
+        """``model`` and ``rescorer`` (LM finals) are loaded from ``config`` when not given;
+        ``worker`` is this process's index under ``--workers`` (reported by /health)."""
         config.validate()
         self.config = config
+        self.worker = worker
         self.model = model
         self.engine: InferenceEngine | None = None
         self.rescorer = rescorer
@@ -75,7 +80,10 @@ class Server:
     async def __aexit__(self, *exc: object) -> None:
         await self.shutdown()
 
-    async def start(self) -> None:
+    async def start(self, sock: socket.socket | None = None) -> None:
+        """Load the model, start the engine and serve: on ``sock`` when given (a listening
+        socket shared by ``--workers`` processes; host and port then come from it), else on
+        the configured host and port."""
         if self.model is None:
             self.model = await asyncio.to_thread(
                 load_model, self.config.model, threads=self.config.engine.threads
@@ -96,8 +104,9 @@ class Server:
         origins = self.config.allowed_origins
         self._ws = await serve(
             self._handle,
-            self.config.host,
-            self.config.port,
+            self.config.host if sock is None else None,
+            self.config.port if sock is None else None,
+            sock=sock,
             process_request=self._process_request,
             max_size=max(4 * self.config.max_frame_bytes, 1 << 16),
             max_queue=16,
@@ -147,9 +156,7 @@ class Server:
 
     @property
     def url(self) -> str:
-        host = self.config.host if ":" not in self.config.host else f"[{self.config.host}]"
-        scheme = "wss" if self.config.tls_cert_file else "ws"
-        return f"{scheme}://{host}:{self.port}/"
+        return server_url(self.config, self.port)
 
     @property
     def active_sessions(self) -> int:
@@ -227,6 +234,8 @@ class Server:
         engine = self.engine
         return {
             "status": "shutting_down" if self._closing else "ok",
+            "worker": self.worker,
+            "pid": os.getpid(),
             "model": self.config.model.name,
             "device": self.model.device if self.model else None,
             "sessions": len(self._connections),
@@ -289,6 +298,13 @@ class Server:
         assert self.model is not None
         planner = WindowPlanner(self.config.window, self.model.geometry, MODEL_SAMPLE_RATE)
         return [planner.chunk + planner.right, planner.steady_length]
+
+
+def server_url(config: ServerConfig, port: int) -> str:
+    """The websocket URL clients use for a server configured by ``config`` on ``port``."""
+    host = config.host if ":" not in config.host else f"[{config.host}]"
+    scheme = "wss" if config.tls_cert_file else "ws"
+    return f"{scheme}://{host}:{port}/"
 
 
 def _json_response(

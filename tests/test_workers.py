@@ -1,0 +1,242 @@
+"""``--workers N``: the real CLI in a subprocess, N processes on one port, real clients.
+
+The bundled tiny-en model (each worker loads its own copy), sentences spoken by espeak-ng,
+the same word checks as tests/test_bundled_model.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from audio_fixtures import RATE, synthesize, to_s16
+from compat_support import cer
+from websockets.asyncio.client import connect
+from wsclient import collect_until_close, of_type, recv_json, stream_pcm
+
+from streaming import workers
+from streaming.__main__ import build_parser, config_from_args
+from streaming.config import ServerConfig
+from streaming.server import Server
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVER = [sys.executable, "-m", "streaming"]
+SENTENCES = [
+    "it is a good day to go to the market",
+    "she can scoop these things into three red bags",
+]
+START_TIMEOUT_S = 120.0
+
+
+class WorkerServer:
+    """``python -m streaming --model tiny-en --port 0 --workers N …`` with its output in files."""
+
+    def __init__(self, folder: Path, *args: str) -> None:
+        self.out_path = folder / "stdout.txt"
+        self.err_path = folder / "stderr.txt"
+        with open(self.out_path, "w") as out, open(self.err_path, "w") as err:
+            self.proc = subprocess.Popen(
+                [*SERVER, "--model", "tiny-en", "--port", "0", "--threads", "1", *args],
+                stdout=out,
+                stderr=err,
+                cwd=ROOT,
+                env={**os.environ, "HF_HUB_OFFLINE": "1"},
+            )
+        self.url = self._wait_ready()
+
+    def _wait_ready(self) -> str:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            for line in self.out_path.read_text().splitlines():
+                if line.startswith("streaming server ready on "):
+                    return line.split()[4]
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        self.stop()
+        raise AssertionError(f"server did not start:\n{self.stderr}")
+
+    @property
+    def stderr(self) -> str:
+        return self.err_path.read_text()
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerServer]:
+    server = WorkerServer(tmp_path_factory.mktemp("workers"), "--workers", "2")
+    yield server
+    assert server.stop() == 0
+
+
+def health(url: str) -> dict[str, Any]:
+    http = url.replace("ws://", "http://") + "health"
+    with urllib.request.urlopen(http, timeout=10) as response:
+        data: dict[str, Any] = json.loads(response.read())
+    return data
+
+
+def workers_seen(url: str, wanted: int, tries: int = 300) -> dict[int, int]:
+    """Worker index → pid, from /health requests (each a new connection) until ``wanted``
+    workers have answered."""
+    seen: dict[int, int] = {}
+    for _ in range(tries):
+        data = health(url)
+        seen[data["worker"]] = data["pid"]
+        if len(seen) == wanted:
+            break
+    return seen
+
+
+def parent_of(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("PPid:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no PPid for {pid}")
+
+
+def check_words(text: str, reference: str) -> None:
+    assert cer(text, reference) <= 0.45, f"{text!r} vs {reference!r}"
+    words = {w for w in reference.split() if len(w) >= 3}
+    heard = {w for w in words if w in text.replace(" ", "")}
+    assert 2 * len(heard) >= len(words), f"heard {sorted(heard)} in {text!r}"
+
+
+def utterance(sentence: str) -> bytes:
+    lead = np.zeros(RATE // 2, dtype=np.float32)
+    return to_s16(np.concatenate([lead, synthesize(sentence)]))
+
+
+async def test_concurrent_streams_all_get_their_own_words(pool: WorkerServer) -> None:
+    references = SENTENCES * 3
+    audio = {sentence: utterance(sentence) for sentence in SENTENCES}
+    results = await asyncio.gather(
+        *(stream_pcm(pool.url, audio[reference], pace=0.01) for reference in references)
+    )
+    for (messages, code), reference in zip(results, references):
+        assert code == 1000
+        (final,) = of_type(messages, "final")
+        check_words(final["text"], reference)
+
+
+def test_connections_are_spread_over_both_workers(pool: WorkerServer) -> None:
+    seen = workers_seen(pool.url, 2)
+    assert sorted(seen) == [0, 1], f"only worker(s) {sorted(seen)} answered"
+    assert len(set(seen.values())) == 2
+    for pid in seen.values():
+        assert parent_of(pid) == pool.proc.pid
+
+
+def test_a_worker_that_dies_is_restarted_on_the_same_port(pool: WorkerServer) -> None:
+    before = workers_seen(pool.url, 2)
+    os.kill(before[1], signal.SIGKILL)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        seen = workers_seen(pool.url, 2, tries=20)
+        if seen.get(1, before[1]) != before[1]:
+            break
+        assert time.monotonic() < deadline, "worker 1 was not restarted"
+        time.sleep(0.5)
+    assert seen[0] == before[0]
+    assert parent_of(seen[1]) == pool.proc.pid
+    assert pool.proc.poll() is None
+    assert "worker 1 (pid" in pool.stderr and "exited unexpectedly with code -9" in pool.stderr
+
+
+async def test_sigterm_mid_stream_still_sends_the_final_and_exits_0(tmp_path: Path) -> None:
+    server = WorkerServer(tmp_path, "--workers", "2", "--shutdown-grace-s", "5")
+    try:
+        async with connect(server.url) as ws:
+            await recv_json(ws)
+            # No "end": the utterance is still open when the server is told to stop.
+            await ws.send(utterance("this sentence is cut short by a server restart"))
+            while (await recv_json(ws))["type"] != "partial":
+                pass
+            server.proc.send_signal(signal.SIGTERM)
+            messages = await collect_until_close(ws, timeout=30)
+        finals = of_type(messages, "final")
+        assert len(finals) == 1 and finals[0]["reason"] == "shutdown"
+        assert finals[0]["text"]
+        assert ws.close_code == 1001
+        assert await asyncio.to_thread(server.proc.wait, 30) == 0  # raises if it takes longer
+        assert "[worker 0] " in server.stderr and "[worker 1] " in server.stderr
+    finally:
+        server.stop()
+
+
+def test_a_worker_that_cannot_load_the_model_fails_the_server_with_one_line() -> None:
+    result = subprocess.run(
+        [*SERVER, "--model", "/no/such/folder", "--port", "0", "--workers", "2"],
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT_S,
+        cwd=ROOT,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "streaming-server: error:" in line]
+    assert len(errors) == 1 and errors[0].startswith("streaming-server: error: ")
+    assert "does not exist" in errors[0]
+    assert "ready on" not in result.stdout
+
+
+def test_workers_option_fills_the_config_and_must_be_at_least_one() -> None:
+    assert config_from_args(build_parser().parse_args([])).workers == 1
+    assert config_from_args(build_parser().parse_args(["--workers", "4"])).workers == 4
+    with pytest.raises(ValueError, match="workers must be >= 1"):
+        ServerConfig(workers=0).validate()
+    with pytest.raises(ValueError, match="workers must be >= 1"):
+        config_from_args(build_parser().parse_args(["--workers", "-2"])).validate()
+
+
+async def test_single_process_health_reports_worker_0_and_its_pid(server: Server) -> None:
+    data = await asyncio.to_thread(health, server.url)
+    assert data["worker"] == 0 and data["pid"] == os.getpid()
+
+
+class DeadProcess:
+    """Stands in for a worker process that has exited (the restart bookkeeping only)."""
+
+    pid = 12345
+    exitcode = 1
+
+    def join(self) -> None:
+        pass
+
+
+def test_workers_that_keep_dying_make_the_server_give_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as sock:
+        supervisor = workers._Supervisor(ServerConfig(workers=2), sock, "INFO")
+    restarted: list[int] = []
+    monkeypatch.setattr(supervisor, "_start", restarted.append)
+    worker = workers._Worker(1, DeadProcess(), None)  # type: ignore[arg-type]
+    for _ in range(workers.RESTART_LIMIT):
+        supervisor._died(worker, announced=True)
+    assert restarted == [1] * workers.RESTART_LIMIT
+    with pytest.raises(workers.WorkersFailed, match="giving up") as failed:
+        supervisor._died(worker, announced=True)
+    assert failed.value.exit_code == 1
+    with pytest.raises(workers.WorkersFailed, match="before serving"):
+        supervisor._died(worker, announced=False)
