@@ -677,8 +677,39 @@ class ServerProcess:
         data: dict[str, Any] = json.loads(self.get("/health"))
         return data
 
-    def metrics(self) -> dict[str, float]:
-        return parse_prometheus(self.get("/metrics"))
+    @property
+    def workers(self) -> int:
+        """``--workers`` of the server command (1 when not given)."""
+        args = self.args
+        for i, arg in enumerate(args):
+            if arg == "--workers" and i + 1 < len(args):
+                return int(args[i + 1])
+            if arg.startswith("--workers="):
+                return int(arg.split("=", 1)[1])
+        return 1
+
+    def metrics(self, max_tries: int = 200) -> dict[str, float]:
+        """The server's Prometheus samples; under ``--workers`` the sum over all workers.
+
+        Each request lands on whichever worker the kernel picks, so pages are fetched
+        until every worker (``streaming_worker``) has answered once.
+        """
+        if self.workers == 1:
+            return parse_prometheus(self.get("/metrics"))
+        pages: dict[int, dict[str, float]] = {}
+        for _ in range(max_tries):
+            page = parse_prometheus(self.get("/metrics"))
+            pages.setdefault(int(page.get("streaming_worker", 0)), page)
+            if len(pages) == self.workers:
+                break
+        else:
+            print(f"[bench] /metrics: {len(pages)} of {self.workers} workers answered")
+        total: dict[str, float] = {}
+        for page in pages.values():
+            for name, value in page.items():
+                total[name] = total.get(name, 0.0) + value
+        total.pop("streaming_worker", None)
+        return total
 
     def stop(self, timeout: float = 30.0) -> int | None:
         self._stop.set()
@@ -698,12 +729,20 @@ class ServerProcess:
 
 
 def _proc_cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of a process, all threads (psutil, else /proc)."""
+    """User + system CPU seconds of a process and its children (``--workers``), all threads
+    (psutil, else /proc for the process alone)."""
     try:
         import psutil
 
-        times = psutil.Process(pid).cpu_times()
-        return float(times.user + times.system)
+        proc = psutil.Process(pid)
+        total = 0.0
+        for p in [proc, *proc.children(recursive=True)]:
+            try:
+                times = p.cpu_times()
+            except psutil.Error:  # a child that just exited
+                continue
+            total += times.user + times.system
+        return total
     except ImportError:
         pass
     except Exception:
@@ -716,10 +755,18 @@ def _proc_cpu_seconds(pid: int) -> float | None:
 
 
 def _proc_rss_mb(pid: int) -> float | None:
+    """Resident memory of a process and its children (``--workers``), in MiB."""
     try:
         import psutil
 
-        return float(psutil.Process(pid).memory_info().rss) / 2**20
+        proc = psutil.Process(pid)
+        total = 0
+        for p in [proc, *proc.children(recursive=True)]:
+            try:
+                total += p.memory_info().rss
+            except psutil.Error:
+                continue
+        return float(total) / 2**20
     except ImportError:
         pass
     except Exception:

@@ -18,19 +18,24 @@
 #    server logs, nvidia-smi, pip freeze) into RESULTS_DIR (default: $OUT when set, else
 #    benchmarks/results/gpu-<gpu name>). About 8 minutes on one H100.
 #
-# Knobs (environment): LOAD_STREAMS (default 1,4,8,16,32,64,128,192), SOAK_STREAMS (200),
-# SOAK_MINUTES (2), DTYPES (fp16,bf16,fp32), SKIP_SOAK=1.
+# Knobs (environment): LOAD_STREAMS (default 1,64,256,512,768,1024,1280), WORKERS (8 server
+# processes), MAX_BATCH (64), RAMP_S (5), SERVER_EXTRA, STEP_TIMEOUT (900 s), SOAK_STREAMS (200),
+# SOAK_MINUTES (2), DTYPES (fp16,bf16,fp32), BATCHES, WINDOWS, TINY_DTYPES, TINY_BATCHES,
+# LOAD_DTYPE (fp16), MODEL (base-random), DEVICE (cuda), SKIP_SOAK=1.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(websockets webrtcvad-wheels soxr soundfile prometheus-client psutil matplotlib)
+PACKAGES=(websockets webrtcvad-wheels soxr soundfile cffi pycparser prometheus-client psutil
+          matplotlib)
+# The GPU image names its interpreter python3 (there may be no plain "python").
+PY=${PYTHON:-$(command -v python3 || command -v python)}
 
 if [ "${1:-}" = "--download-wheels" ]; then
   set -e
   mkdir -p .whl
   for py in ${GPU_PYTHONS:-3.10 3.11 3.12 3.13}; do
     echo "== wheels for CPython $py (manylinux x86_64)"
-    python -m pip download -q -d .whl --only-binary=:all: --implementation cp \
+    "$PY" -m pip download -q -d .whl --only-binary=:all: --implementation cp \
       --python-version "$py" --platform manylinux2014_x86_64 \
       --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
       "${PACKAGES[@]}" "numpy>=1.24"
@@ -54,16 +59,21 @@ echo "== results go to $RESULTS"
 echo "== installing dependencies from .whl/ (offline)"
 if [ -d .whl ]; then
   # numpy/torch/transformers are preinstalled: never let pip replace them.
-  python -m pip install -q --no-index --find-links .whl "${PACKAGES[@]}" ||
+  "$PY" -m pip install -q --no-index --find-links .whl "${PACKAGES[@]}" ||
     echo "warning: some wheels did not install; continuing with what is there"
+  if ! "$PY" -c "import websockets, webrtcvad, soxr, soundfile" 2>/dev/null; then
+    echo "== retrying: the wheels alone, into /tmp/site (no dependency resolution)"
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site \
+      .whl/*.whl && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+  fi
 else
   echo "warning: no .whl/ folder (run 'bash benchmarks/gpu.sh --download-wheels' where PyPI is reachable)"
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 nvidia-smi > "$RESULTS/nvidia-smi.txt" 2>&1 || true
-python -m pip freeze > "$RESULTS/pip-freeze.txt" 2>/dev/null || true
-python - <<'EOF' > "$RESULTS/versions.txt" 2>&1 || true
+"$PY" -m pip freeze > "$RESULTS/pip-freeze.txt" 2>/dev/null || true
+"$PY" - <<'EOF' > "$RESULTS/versions.txt" 2>&1 || true
 import torch, transformers, sys
 print("python", sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda,
       "transformers", transformers.__version__,
@@ -72,27 +82,32 @@ EOF
 cat "$RESULTS/versions.txt"
 
 failed=()
-step() {  # step NAME COMMAND...: run, remember failures, go on
+step() {  # step NAME COMMAND...: run (at most STEP_TIMEOUT s), remember failures, go on
   local name=$1; shift
   echo; echo "== $name: $*"
   local began=$SECONDS
-  if ! "$@"; then failed+=("$name"); echo "!! $name failed"; fi
+  if ! timeout "${STEP_TIMEOUT:-900}" "$@"; then failed+=("$name"); echo "!! $name failed"; fi
   echo "== $name took $((SECONDS - began)) s"
 }
 
 dtypes=${DTYPES:-fp16,bf16,fp32}
-step throughput-base python -m benchmarks.engine_throughput --model base-random --device cuda \
-  --dtype "$dtypes" --batches 1,2,4,8,16,32,64,128 --windows 800,1760,2880 \
-  --tag base-random --results-dir "$RESULTS"
-step throughput-tiny-en python -m benchmarks.engine_throughput --model tiny-en --device cuda \
-  --dtype fp16,fp32 --batches 1,4,16,64 --windows 1760 --tag tiny-en --results-dir "$RESULTS"
-step live-load-base python -m benchmarks.live_load --model base-random --device cuda \
-  --dtype fp16 --streams "${LOAD_STREAMS:-1,4,8,16,32,64,128,192}" --break-ms 5000 \
-  --server-args "--max-batch 64" --tag base-random-fp16 --results-dir "$RESULTS"
+device=${DEVICE:-cuda}
+model=${MODEL:-base-random}
+step throughput-base "$PY" -m benchmarks.engine_throughput --model "$model" --device "$device" \
+  --dtype "$dtypes" --batches "${BATCHES:-1,2,4,8,16,32,64,128}" \
+  --windows "${WINDOWS:-800,1760,2880}" --tag "$model" --results-dir "$RESULTS"
+step throughput-tiny-en "$PY" -m benchmarks.engine_throughput --model tiny-en --device "$device" \
+  --dtype "${TINY_DTYPES:-fp16,fp32}" --batches "${TINY_BATCHES:-1,4,16,64}" --windows 1760 \
+  --tag tiny-en --results-dir "$RESULTS"
+step live-load-base "$PY" -m benchmarks.live_load --model "$model" --device "$device" \
+  --dtype "${LOAD_DTYPE:-fp16}" --streams "${LOAD_STREAMS:-1,64,256,512,768,1024,1280}" --break-ms 5000 \
+  --client-procs auto --ramp-s "${RAMP_S:-5}" \
+  --server-args "--max-batch ${MAX_BATCH:-64} --workers ${WORKERS:-8} --threads 2 ${SERVER_EXTRA:-}" \
+  --tag "$model-${LOAD_DTYPE:-fp16}" --results-dir "$RESULTS"
 cp benchmarks/out/live_load-server.log "$RESULTS/" 2>/dev/null || true
 if [ -z "${SKIP_SOAK:-}" ]; then
-  step soak-base python -m benchmarks.soak --model base-random \
-    --server-args "--device cuda --dtype fp16 --max-batch 64" \
+  step soak-base "$PY" -m benchmarks.soak --model "$model" \
+    --server-args "--device $device --dtype ${LOAD_DTYPE:-fp16} --max-batch ${MAX_BATCH:-64}" \
     --streams "${SOAK_STREAMS:-200}" --minutes "${SOAK_MINUTES:-2}" \
     --tag base-random-gpu --results-dir "$RESULTS"
   cp benchmarks/out/soak-server.log "$RESULTS/" 2>/dev/null || true

@@ -14,9 +14,12 @@ class Metrics:
 
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self) -> None:
+    def __init__(self, worker: int = 0) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        # Under --workers each process answers /metrics for itself; this says which one,
+        # so a scraper can collect every worker's page and add them up.
+        Gauge("streaming_worker", "Index of the server process (--workers)", registry=r).set(worker)
         self.sessions_active = Gauge(
             "streaming_sessions_active", "Open streaming sessions", ["endpoint"], registry=r
         )

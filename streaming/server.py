@@ -67,7 +67,7 @@ class Server:
         self._ws: WsServer | None = None
         self._connections: set[Endpoint] = set()
         self._endpoints = endpoints(config.protocol)
-        self.metrics = Metrics()
+        self.metrics = Metrics(worker)
         self._closing = False
         self.sessions_total = 0
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,10 +26,12 @@ from training.synth import CORPUS_DIR, read_manifest
 Utterance = dict[str, Any]
 
 
-def load_manifests(split: str, engines: Sequence[str] | None = None) -> list[Utterance]:
+def load_manifests(
+    split: str, engines: Sequence[str] | None = None, corpus: Path = CORPUS_DIR
+) -> list[Utterance]:
     """All records of a split (optionally only some engines), in a stable order."""
     records: list[Utterance] = []
-    for path in sorted((CORPUS_DIR / split).glob("*.jsonl")):
+    for path in sorted((corpus / split).glob("*.jsonl")):
         if engines is None or path.stem in engines:
             records.extend(read_manifest(path))
     records.sort(key=lambda r: r["id"])
@@ -114,9 +117,9 @@ def augment(audio: np.ndarray, cfg: Augment, rng: np.random.Generator) -> np.nda
     return audio
 
 
-def read_audio(record: Utterance) -> np.ndarray:
-    """Decode one utterance to float32 at 16 kHz."""
-    audio, rate = sf.read(CORPUS_DIR / record["path"], dtype="float32")
+def read_audio(record: Utterance, corpus: Path = CORPUS_DIR) -> np.ndarray:
+    """Decode one utterance (FLAC, or Opus in a packed corpus) to float32 at 16 kHz."""
+    audio, rate = sf.read(corpus / record["path"], dtype="float32")
     assert rate == SAMPLE_RATE, f"{record['path']}: {rate} Hz"
     return np.asarray(audio, dtype=np.float32)
 
@@ -151,6 +154,8 @@ class BatchDataset(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
         epoch: int,
         first_index: int,
         aug: Augment | None,
+        corpus: Path = CORPUS_DIR,
+        cache: dict[str, np.ndarray] | None = None,
     ) -> None:
         self.batches = batches
         self.records = records
@@ -158,6 +163,8 @@ class BatchDataset(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
         self.epoch = epoch
         self.first_index = first_index
         self.aug = aug
+        self.corpus = corpus
+        self.cache = cache if cache is not None else {}
 
     def __len__(self) -> int:
         return len(self.batches) - self.first_index
@@ -166,7 +173,10 @@ class BatchDataset(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
         index = self.first_index + item
         rng = np.random.default_rng([self.seed, self.epoch, index])
         recs = [self.records[uid] for uid in self.batches[index]]
-        audios = [read_audio(r) for r in recs]
+        audios = [
+            self.cache[r["id"]] if r["id"] in self.cache else read_audio(r, self.corpus)
+            for r in recs
+        ]
         if self.aug is not None:
             audios = [augment(a, self.aug, rng) for a in audios]
         batch = collate(audios, [r["text"] for r in recs])
@@ -175,10 +185,27 @@ class BatchDataset(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
         return batch
 
 
-def corpus_hours(split: str) -> dict[str, float]:
+def preload(
+    records: Sequence[Utterance], corpus: Path = CORPUS_DIR, workers: int = 1
+) -> dict[str, np.ndarray]:
+    """Decode every record once, in parallel, into memory (id -> float32 audio).
+
+    For a fast accelerator fed by many data-loader processes: decoding Opus per batch
+    would cost as much CPU as the augmentation.  Forked loader processes share the
+    decoded arrays copy-on-write.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    # libsndfile releases the GIL while decoding, so threads scale.
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        audios = list(pool.map(lambda r: read_audio(r, corpus), records))
+    return {r["id"]: a for r, a in zip(records, audios, strict=True)}
+
+
+def corpus_hours(split: str, corpus: Path = CORPUS_DIR) -> dict[str, float]:
     """Hours of audio per engine in one split (for logs and the model card)."""
     hours: dict[str, float] = {}
-    for path in sorted((CORPUS_DIR / split).glob("*.jsonl")):
+    for path in sorted((corpus / split).glob("*.jsonl")):
         hours[path.stem] = round(sum(r["seconds"] for r in read_manifest(path)) / 3600, 3)
     return hours
 
@@ -187,6 +214,7 @@ def log_probs(model: Any, audios: list[np.ndarray], batch_seconds: float = 60.0)
     """Per-utterance (frames, vocab) log-probs, batched by length (padding is masked)."""
     order = sorted(range(len(audios)), key=lambda i: len(audios[i]))
     out: list[Any] = [None] * len(audios)
+    device = next(model.parameters()).device
     start = 0
     with torch.inference_mode():
         while start < len(order):
@@ -198,9 +226,10 @@ def log_probs(model: Any, audios: list[np.ndarray], batch_seconds: float = 60.0)
                 end += 1
             idx = order[start:end]
             batch = collate([audios[i] for i in idx], None)
-            logits = model(batch["input_values"], attention_mask=batch["attention_mask"]).logits
-            scores = torch.log_softmax(logits.float(), dim=-1)
-            lengths = model._get_feat_extract_output_lengths(batch["attention_mask"].sum(-1))
+            mask = batch["attention_mask"].to(device)
+            logits = model(batch["input_values"].to(device), attention_mask=mask).logits
+            scores = torch.log_softmax(logits.float(), dim=-1).cpu()
+            lengths = model._get_feat_extract_output_lengths(mask.sum(-1)).cpu()
             for row, i in enumerate(idx):
                 out[i] = scores[row, : int(lengths[row])].numpy()
             start = end

@@ -49,9 +49,11 @@ from training.data import (
     load_manifests,
     log_probs,
     make_batches,
+    preload,
     read_audio,
 )
 from training.model import ModelSize, build_config, error_rates, greedy_decode
+from training.synth import CORPUS_DIR
 
 HERE = Path(__file__).resolve().parent
 RUN_DIR = HERE / "work" / "run"
@@ -174,11 +176,26 @@ def save_atomic(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def plan_epoch(progress: Progress, cfg: TrainConfig) -> dict[str, dict[str, Any]]:
-    """Plan the batches of ``progress.epoch`` from the manifests present now."""
-    records = [r for r in load_manifests("train") if r["seconds"] <= cfg.max_utt_seconds]
+def plan_epoch(
+    progress: Progress, cfg: TrainConfig, corpus: Path = CORPUS_DIR, passes: int = 1
+) -> dict[str, dict[str, Any]]:
+    """Plan the batches of ``progress.epoch`` from the manifests present now.
+
+    ``passes`` > 1 plans that many shuffled passes over the data as one epoch: a small
+    corpus on a fast GPU would otherwise restart the data-loader processes every few
+    seconds.
+    """
+    records = [
+        r for r in load_manifests("train", corpus=corpus) if r["seconds"] <= cfg.max_utt_seconds
+    ]
     rng = random.Random(cfg.seed * 1000 + progress.epoch)
-    progress.batches = make_batches(records, cfg.batch_seconds, rng, shuffle=progress.epoch > 0)
+    progress.batches = [
+        batch
+        for n in range(passes)
+        for batch in make_batches(
+            records, cfg.batch_seconds, rng, shuffle=progress.epoch > 0 or n > 0
+        )
+    ]
     progress.batch_pos = 0
     hours = sum(r["seconds"] for r in records) / 3600
     print(
@@ -188,10 +205,10 @@ def plan_epoch(progress: Progress, cfg: TrainConfig) -> dict[str, dict[str, Any]
     return {r["id"]: r for r in records}
 
 
-def valid_set(cfg: TrainConfig) -> list[dict[str, Any]]:
+def valid_set(cfg: TrainConfig, corpus: Path = CORPUS_DIR) -> list[dict[str, Any]]:
     """A fixed subset of the validation split: ``valid_per_engine`` per voice."""
     per_engine: dict[str, list[dict[str, Any]]] = {}
-    for r in load_manifests("valid"):
+    for r in load_manifests("valid", corpus=corpus):
         per_engine.setdefault(r["engine"], []).append(r)
     return [r for rs in per_engine.values() for r in rs[: cfg.valid_per_engine]]
 
@@ -202,11 +219,13 @@ def transcribe(model: Any, audios: list[np.ndarray], batch_seconds: float = 60.0
     return [greedy_decode(lp.argmax(-1)) for lp in log_probs(model, audios, batch_seconds)]
 
 
-def evaluate(model: Any, records: list[dict[str, Any]]) -> dict[str, Any]:
+def evaluate(
+    model: Any, records: list[dict[str, Any]], corpus: Path = CORPUS_DIR
+) -> dict[str, Any]:
     """CER/WER overall and per engine on ``records``."""
     was_training = model.training
     model.eval()
-    hyps = transcribe(model, [read_audio(r) for r in records])
+    hyps = transcribe(model, [read_audio(r, corpus) for r in records])
     model.train(was_training)
     result: dict[str, Any] = {}
     for engine in sorted({r["engine"] for r in records}):
@@ -219,22 +238,27 @@ def evaluate(model: Any, records: list[dict[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def log(record: dict[str, Any]) -> None:
+def log(record: dict[str, Any], run_dir: Path = RUN_DIR) -> None:
     """Append one JSON line to the run log (and echo it)."""
     record["time"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-    with open(RUN_DIR / "log.jsonl", "a", encoding="utf-8") as fh:
+    with open(run_dir / "log.jsonl", "a", encoding="utf-8") as fh:
         fh.write(json.dumps(record) + "\n")
     print(json.dumps(record), flush=True)
 
 
-def publish_results() -> None:
-    """Copy the log and a loss/CER plot to ``training/results/`` (small, committable)."""
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(RUN_DIR / "log.jsonl", RESULTS_DIR / "train_log.jsonl")
+def publish_results(run_dir: Path = RUN_DIR) -> None:
+    """Copy the log and a loss/CER plot to ``training/results/`` (small, committable).
+
+    A run in another folder (``--run-dir``) publishes into ``RUN_DIR/results`` instead,
+    so trial runs never overwrite the committed curve.
+    """
+    results = RESULTS_DIR if run_dir == RUN_DIR else run_dir / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(run_dir / "log.jsonl", results / "train_log.jsonl")
     try:
         from training.plot import plot_log
 
-        plot_log(RESULTS_DIR / "train_log.jsonl", RESULTS_DIR / "train_curve.png")
+        plot_log(results / "train_log.jsonl", results / "train_curve.png")
     except Exception as exc:  # plotting must never stop training
         print(f"plot failed: {exc}")
 
@@ -264,16 +288,18 @@ def load_train_config(saved: dict[str, Any]) -> TrainConfig:
     return TrainConfig(**saved, size=size)
 
 
-def maybe_export(prog: Progress, cer: float, export_below: float, export_delta: float) -> None:
+def maybe_export(
+    prog: Progress, cer: float, export_below: float, export_delta: float, run_dir: Path = RUN_DIR
+) -> None:
     """Export ``best.pt`` to the package when CER is usable and notably better."""
     if cer > export_below or cer > prog.exported_cer - export_delta:
         return
     try:
         from training.export import export
 
-        export(RUN_DIR / "best.pt")
+        export(run_dir / "best.pt")
         prog.exported_cer = cer
-        log({"event": "export", "step": prog.step, "cer": cer})
+        log({"event": "export", "step": prog.step, "cer": cer}, run_dir)
     except Exception as exc:  # export must never stop training
         print(f"export failed: {exc}")
 
@@ -320,9 +346,50 @@ def warm_start(args: argparse.Namespace) -> tuple[Any, TrainConfig, Progress]:
     if history.exists():
         lines = history.read_text(encoding="utf-8").splitlines()
         kept = [ln for ln in lines if json.loads(ln).get("step", 0) <= prog.step]
-        (RUN_DIR / "log.jsonl").write_text("".join(f"{ln}\n" for ln in kept), encoding="utf-8")
-    log({"event": "warm_start", "step": prog.step, "from": str(args.init_from)})
+        (args.run_dir / "log.jsonl").write_text("".join(f"{ln}\n" for ln in kept), encoding="utf-8")
+    log({"event": "warm_start", "step": prog.step, "from": str(args.init_from)}, args.run_dir)
     return model, cfg, prog
+
+
+def fit_cooldown(
+    cfg: TrainConfig,
+    prog: Progress,
+    since: tuple[int, float] | None,
+    seconds_left: float,
+    run_dir: Path = RUN_DIR,
+) -> tuple[int, float] | None:
+    """Size the cool-down from the measured step rate so it ends when time runs out.
+
+    A lent GPU gives a fixed number of minutes, not steps.  The rate is measured over
+    30 s after the first 20 steps (start-up is slower); the chosen step count is logged,
+    so a rerun can pass it as ``--cooldown-steps``.  Returns the new measuring point.
+    """
+    now = time.monotonic()
+    if since is None:
+        return (prog.step, now) if prog.step - cfg.init_step >= 20 else None
+    if now - since[1] < 30.0:
+        return since
+    rate = (prog.step - since[0]) / (now - since[1])
+    cfg.cooldown_steps = prog.step - cfg.init_step + int(rate * max(0.0, seconds_left))
+    log(
+        {
+            "event": "fit_cooldown",
+            "step": prog.step,
+            "steps_per_s": round(rate, 2),
+            "cooldown_steps": cfg.cooldown_steps,
+        },
+        run_dir,
+    )
+    return None
+
+
+def describe_device(device: torch.device) -> str:
+    """The accelerator's name, or the CPU's, for the run log and the model card."""
+    if device.type == "cuda":
+        return str(torch.cuda.get_device_name(device))
+    from training.export import cpu_description
+
+    return cpu_description()
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -343,6 +410,43 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--export-delta", type=float, default=0.02, help="re-export when CER improves this much"
     )
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--corpus",
+        type=Path,
+        default=CORPUS_DIR,
+        help="corpus folder (default: training/work/corpus; or one made by training.pack)",
+    )
+    p.add_argument(
+        "--run-dir",
+        type=Path,
+        default=RUN_DIR,
+        help="checkpoints and log (default: training/work/run); another folder also "
+        "keeps the plot out of training/results",
+    )
+    p.add_argument("--device", default="cpu", help="'cpu' or 'cuda' (bf16 autocast on both)")
+    p.add_argument(
+        "--loader-workers",
+        type=int,
+        default=1,
+        help="data-loader processes (decoding + augmentation); raise it to feed a GPU",
+    )
+    p.add_argument(
+        "--preload",
+        action="store_true",
+        help="decode the whole training split into memory once per epoch (for a GPU)",
+    )
+    p.add_argument(
+        "--passes-per-epoch",
+        type=int,
+        default=1,
+        help="plan this many passes over the data as one epoch (fewer loader restarts)",
+    )
+    p.add_argument(
+        "--fit-cooldown",
+        action="store_true",
+        help="with --init-from and --max-minutes: measure the step rate over the first "
+        "minute and set --cooldown-steps so the cool-down ends at --max-minutes",
+    )
     p.add_argument(
         "--init-from",
         type=Path,
@@ -370,9 +474,14 @@ def main(argv: list[str] | None = None) -> None:
 
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    corpus: Path = args.corpus
+    if args.fit_cooldown and (args.init_from is None or args.max_minutes is None):
+        raise SystemExit("--fit-cooldown needs --init-from and --max-minutes")
     limit_heap_fragmentation()
-    RUN_DIR.mkdir(parents=True, exist_ok=True)
-    last = RUN_DIR / "last.pt"
+    run_dir: Path = args.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    last = run_dir / "last.pt"
     if args.fresh and last.exists():
         os.replace(last, last.with_suffix(f".{int(time.time())}.bak"))
 
@@ -394,6 +503,7 @@ def main(argv: list[str] | None = None) -> None:
         model = Wav2Vec2ForCTC(build_config(cfg.size, cfg.mask_time_prob))
         prog = Progress()
         state = None
+    model.train().to(device)
     opt = torch.optim.AdamW(
         model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay
     )
@@ -410,38 +520,57 @@ def main(argv: list[str] | None = None) -> None:
             "step": prog.step,
             "params": n_params,
             "config": dataclasses.asdict(cfg),
-            "corpus_hours": corpus_hours("train"),
-        }
+            "corpus_hours": corpus_hours("train", corpus),
+            "corpus": str(corpus),
+            "device": describe_device(device),
+        },
+        run_dir,
     )
 
-    valid = valid_set(cfg)
+    valid = valid_set(cfg, corpus)
     model.train()
     session_start = time.monotonic()
     last_ckpt = last_eval = time.monotonic()
     window: list[float] = []
     records: dict[str, dict[str, Any]] | None = None
+    cache: dict[str, np.ndarray] = {}
+    fit_from: tuple[int, float] | None = None
+
+    def session_s() -> float:
+        return time.monotonic() - session_start
+
     while True:
         if not prog.batches or prog.batch_pos >= len(prog.batches):
             if prog.batches:
                 prog.epoch += 1
-            records = plan_epoch(prog, cfg)
+            records = plan_epoch(prog, cfg, corpus, args.passes_per_epoch)
         elif records is None:  # resumed mid-epoch: reuse the saved batch plan
-            records = {r["id"]: r for r in load_manifests("train")}
+            records = {r["id"]: r for r in load_manifests("train", corpus=corpus)}
+        if args.preload and len(cache) < len(records):
+            t0 = time.monotonic()
+            cache = preload(list(records.values()), corpus, workers=os.cpu_count() or 1)
+            print(f"decoded {len(cache)} utterances in {time.monotonic() - t0:.1f} s", flush=True)
         dataset = BatchDataset(
-            prog.batches, records, cfg.seed, prog.epoch, prog.batch_pos, Augment()
+            prog.batches, records, cfg.seed, prog.epoch, prog.batch_pos, Augment(), corpus, cache
         )
         loader = torch.utils.data.DataLoader(
-            dataset, batch_size=None, num_workers=1, prefetch_factor=4
+            dataset,
+            batch_size=None,
+            num_workers=args.loader_workers,
+            prefetch_factor=4,
+            pin_memory=device.type == "cuda",
         )
         for batch in loader:
             t0 = time.monotonic()
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
                 out = model(
-                    batch["input_values"],
-                    attention_mask=batch["attention_mask"],
-                    labels=batch["labels"],
+                    batch["input_values"].to(device, non_blocking=True),
+                    attention_mask=batch["attention_mask"].to(device, non_blocking=True),
+                    labels=batch["labels"].to(device, non_blocking=True),
                 )
             loss = out.loss
+            if not torch.isfinite(loss):
+                raise SystemExit(f"loss is {loss.item()} at step {prog.step}: stopping")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
@@ -452,6 +581,10 @@ def main(argv: list[str] | None = None) -> None:
             prog.audio_seconds += float(batch["seconds"])
             prog.train_seconds += time.monotonic() - t0
             window.append(loss.item())
+            if args.fit_cooldown and not cfg.cooldown_steps:
+                fit_from = fit_cooldown(
+                    cfg, prog, fit_from, args.max_minutes * 60 - session_s(), run_dir
+                )
             if prog.step % 25 == 0:
                 log(
                     {
@@ -463,14 +596,15 @@ def main(argv: list[str] | None = None) -> None:
                         "lr": sched.get_last_lr()[0],
                         "audio_hours": prog.audio_seconds / 3600,
                         "train_hours": prog.train_seconds / 3600,
-                    }
+                    },
+                    run_dir,
                 )
                 window = []
                 trim_heap()
             now = time.monotonic()
             if now - last_eval >= args.eval_minutes * 60:
                 last_eval = now
-                result = evaluate(model, valid)
+                result = evaluate(model, valid, corpus)
                 log(
                     {
                         "event": "valid",
@@ -478,13 +612,14 @@ def main(argv: list[str] | None = None) -> None:
                         "audio_hours": prog.audio_seconds / 3600,
                         "train_hours": prog.train_seconds / 3600,
                         **result,
-                    }
+                    },
+                    run_dir,
                 )
                 if result["cer"] < prog.best_cer:
                     prog.best_cer = result["cer"]
-                    checkpoint(RUN_DIR / "best.pt", model, opt, sched, cfg, prog)
-                    maybe_export(prog, result["cer"], args.export_below, args.export_delta)
-                publish_results()
+                    checkpoint(run_dir / "best.pt", model, opt, sched, cfg, prog)
+                    maybe_export(prog, result["cer"], args.export_below, args.export_delta, run_dir)
+                publish_results(run_dir)
             if now - last_ckpt >= args.checkpoint_minutes * 60:
                 last_ckpt = now
                 checkpoint(last, model, opt, sched, cfg, prog)
