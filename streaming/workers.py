@@ -1,10 +1,15 @@
-"""``--workers N``: N server processes accept connections from one listening socket.
+"""``--workers N``: N server processes share one port.
 
 One asyncio loop (websocket frames, VAD, JSON) saturates long before a big GPU does. So the
-parent binds the socket and spawns N children, each running the ordinary :class:`Server`
-(its own model and batching engine) on that socket; the kernel gives each new connection
-to whichever worker accepts it first. The parent only supervises: it announces readiness
-once every worker serves, turns SIGTERM/SIGINT into a graceful stop of every worker, and
+parent reserves the port and spawns N children, each running the ordinary :class:`Server`
+(its own model and batching engine). Where the OS has ``SO_REUSEPORT`` (Linux), each worker
+listens on a socket of its own bound to that port and the kernel spreads new connections
+evenly over them by a hash of the client's address. One listening socket shared by all
+workers instead gives each connection to whichever worker wakes first, which is far from
+even: on an H200 with 8 workers and 512 streams one worker held 118 (the mean is 64), fell
+behind and refused streams while others idled. That shared socket remains the fallback
+where ``SO_REUSEPORT`` is missing. The parent only supervises: it announces readiness once
+every worker serves, turns SIGTERM/SIGINT into a graceful stop of every worker, and
 restarts a worker that dies.
 
 Children are spawned, not forked: CUDA must not be initialised before a fork, and a child
@@ -68,24 +73,61 @@ class _Worker:
     ready: bool = False
 
 
-def bind_socket(config: ServerConfig) -> socket.socket:
-    """The listening socket every worker accepts from. Bound here, in the parent, so that
-    ``--port 0`` resolves to one port all workers share and a restarted worker gets the
-    same socket. One address only: the first that ``host`` resolves to."""
+def reuse_port_supported() -> bool:
+    """Whether each worker can listen on a socket of its own (``SO_REUSEPORT``)."""
+    return hasattr(socket, "SO_REUSEPORT") and sys.platform.startswith("linux")
+
+
+def bind_socket(config: ServerConfig, *, reuse_port: bool | None = None) -> socket.socket:
+    """The parent's socket, bound here so that ``--port 0`` resolves to one port that every
+    worker (and a restarted one) shares. One address only: the first ``host`` resolves to.
+
+    With ``SO_REUSEPORT`` it only reserves the port (it does not listen, so the kernel
+    never hands it a connection) and each worker binds its own listening socket to the
+    same address (:func:`worker_socket`); without it, it listens and workers accept from it.
+    """
+    reuse_port = reuse_port_supported() if reuse_port is None else reuse_port
     family, kind, proto, _, address = socket.getaddrinfo(
         config.host or None, config.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )[0]
     sock = socket.socket(family, kind, proto)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        _set_options(sock, reuse_port)
         sock.bind(address)
-        sock.listen()  # connections queue while the workers load their models
+        if not reuse_port:
+            sock.listen()  # connections queue while the workers load their models
     except OSError:
         sock.close()
         raise
     return sock
+
+
+def worker_socket(reserved: socket.socket) -> socket.socket:
+    """A worker's own listening socket on the parent's reserved address (``SO_REUSEPORT``);
+    the parent's socket itself when it listens (no ``SO_REUSEPORT``)."""
+    if _listening(reserved):
+        return reserved
+    sock = socket.socket(reserved.family, reserved.type, reserved.proto)
+    try:
+        _set_options(sock, reuse_port=True)
+        sock.bind(reserved.getsockname())
+        sock.listen()
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _set_options(sock: socket.socket, reuse_port: bool) -> None:
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if sock.family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+
+
+def _listening(sock: socket.socket) -> bool:
+    return bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
 
 
 def run_workers(
@@ -285,7 +327,7 @@ async def _serve(
     index: int, sock: socket.socket, config: ServerConfig, reports: Connection, parent_pid: int
 ) -> None:
     server = Server(config, worker=index)
-    await server.start(sock=sock)
+    await server.start(sock=worker_socket(sock))
     # Before this, SIGTERM's default action ends a worker still loading: nothing to finalize.
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
