@@ -16,7 +16,8 @@
 #    It installs the wheels from .whl/ (offline; torch, transformers and numpy are left
 #    as they are), then writes every result (JSON, PNG when matplotlib is in the wheels,
 #    server logs, nvidia-smi, pip freeze) into RESULTS_DIR (default: $OUT when set, else
-#    benchmarks/results/gpu-<gpu name>). About 8 minutes on one H100.
+#    benchmarks/results/gpu-<gpu name>). With the defaults about 8 minutes (estimate);
+#    the reduced sweep of benchmarks/README.md#gpu took 4.5 minutes on an H200.
 #
 # Knobs (environment): LOAD_STREAMS (default 1,64,256,512,768,1024,1280), WORKERS (8 server
 # processes), MAX_BATCH (64), RAMP_S (5), SERVER_EXTRA, STEP_TIMEOUT (900 s), SOAK_STREAMS (200),

@@ -182,6 +182,28 @@ def _warm_start_note(tc: dict[str, Any], step: int) -> str:
     )
 
 
+def _training_line(state: dict[str, Any], tc: dict[str, Any], machines: str) -> str:
+    """How the weights were made: one run, or the average of several (``training.average``)."""
+    if "average_of" not in state:
+        return (
+            f"From scratch, CTC, AdamW (peak lr {tc['lr']}, warmup + inverse-sqrt decay), "
+            f"batches of\n~{tc['batch_seconds']:.0f} s audio, bf16 autocast, 2 CPU cores "
+            f"({machines}), no GPU."
+        )
+    runs = "\n".join(
+        f"  {i}. {run['label']}, on {run['device']}, batches of ~{run['batch_seconds']:.0f} s, "
+        f"to step {run['step']} (validation CER {run['valid_cer']:.3f});"
+        for i, run in enumerate(state["average_of"], 1)
+    )
+    return (
+        "From scratch, CTC, AdamW (warmup + inverse-sqrt decay), bf16 autocast; up to step "
+        f"{state['base_step']} on 2 CPU cores (see the log). Then {len(state['average_of'])} "
+        f"runs continued from step {state['base_step']}:\n\n{runs}\n\nand these weights are "
+        'their element-wise average (a "model soup", `python -m training.average`): better '
+        "on validation than either run. The step count below adds up the steps of all runs."
+    )
+
+
 def model_card(
     state: dict[str, Any], n_params: int, size_bytes: int, machines: str | None = None
 ) -> str:
@@ -198,6 +220,7 @@ def model_card(
     hours = corpus_hours("train")
     corpus = ", ".join(f"{k} {v:.1f} h" for k, v in hours.items())
     step = prog["step"]
+    warm_note = "" if "average_of" in state else _warm_start_note(tc, step)
     return f"""# tiny-en: a tiny synthetic-speech English CTC model
 
 A small `Wav2Vec2ForCTC` trained **from scratch** by this project on
@@ -249,11 +272,10 @@ The Piper joe voice was trained on a CC0 dataset (NabuCasa voice-datasets).
 
 ## Training
 
-From scratch, CTC, AdamW (peak lr {tc["lr"]}, warmup + inverse-sqrt decay), batches of
-~{tc["batch_seconds"]:.0f} s audio, bf16 autocast, 2 CPU cores ({machines}), no GPU.
+{_training_line(state, tc, machines)}
 This checkpoint: step {step}, {prog["train_seconds"] / 3600:.2f} h of training-step wall time,
 {seen}; validation CER {prog["best_cer"]:.3f}.
-{_warm_start_note(tc, step)}Reproduce with the scripts in `training/` (see `training/README.md`).
+{warm_note}Reproduce with the scripts in `training/` (see `training/README.md`).
 
 {SCORES_HEADING}
 

@@ -1,0 +1,56 @@
+"""Model soups (training.average): the weights, the summed progress and the model card."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from training.average import average_weights, summed_progress
+from training.export import _training_line
+from training.train import Progress
+
+
+def _state(scale: float, step: int) -> dict:
+    return {
+        "model": {"w": torch.full((2, 3), scale), "n": torch.tensor(7)},
+        "progress": {"step": step, "train_seconds": 100.0 + step, "audio_seconds": 10.0 * step},
+    }
+
+
+def test_float_weights_are_averaged_and_integer_buffers_kept() -> None:
+    out = average_weights([_state(1.0, 0), _state(3.0, 0)])
+    assert torch.equal(out["w"], torch.full((2, 3), 2.0))
+    assert int(out["n"]) == 7
+
+
+def test_checkpoints_of_different_shapes_are_refused() -> None:
+    other = _state(1.0, 0)
+    other["model"]["w"] = torch.zeros(3, 3)
+    with pytest.raises(SystemExit, match="same architecture"):
+        average_weights([_state(1.0, 0), other])
+
+
+def test_progress_adds_up_what_each_run_did_after_the_base() -> None:
+    base = Progress(step=10, train_seconds=110.0, audio_seconds=100.0)
+    prog = summed_progress(base, [_state(1.0, 15), _state(1.0, 30)], cer=0.2)
+    assert prog.step == 10 + 5 + 20
+    assert prog.train_seconds == pytest.approx(110.0 + 5 + 20)
+    assert prog.audio_seconds == pytest.approx(100.0 + 50 + 200)
+    assert prog.best_cer == prog.exported_cer == 0.2
+
+
+def test_the_card_names_every_run_of_an_average_and_where_it_ran() -> None:
+    state = {
+        "base_step": 7431,
+        "average_of": [
+            {"label": "whole corpus", "device": "AMD EPYC", "batch_seconds": 40.0,
+             "step": 8193, "valid_cer": 0.221},
+            {"label": "Opus slice", "device": "NVIDIA H200", "batch_seconds": 320.0,
+             "step": 8910, "valid_cer": 0.219},
+        ],
+    }  # fmt: skip
+    line = _training_line(state, {"lr": 0.002, "batch_seconds": 40.0}, "AMD EPYC")
+    assert "NVIDIA H200" in line and "AMD EPYC" in line
+    assert "step 8910" in line and "0.219" in line and "average" in line
+    single = _training_line({}, {"lr": 0.002, "batch_seconds": 40.0}, "AMD EPYC")
+    assert "2 CPU cores (AMD EPYC), no GPU" in single  # what training_machines() parses
