@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -64,7 +65,10 @@ def _encode(job: tuple[str, str]) -> int:
     audio, rate = sf.read(source, dtype="float32")
     assert rate == SAMPLE_RATE, f"{source}: {rate} Hz"
     Path(target).parent.mkdir(parents=True, exist_ok=True)
-    sf.write(target, audio, rate, format="OGG", subtype="OPUS", compression_level=OPUS_LEVEL)
+    # Write beside it, then rename: an encode cut short must not look done next time.
+    part = f"{target}.part"
+    sf.write(part, audio, rate, format="OGG", subtype="OPUS", compression_level=OPUS_LEVEL)
+    os.replace(part, target)
     return Path(target).stat().st_size
 
 

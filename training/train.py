@@ -557,7 +557,7 @@ def main(argv: list[str] | None = None) -> None:
             dataset,
             batch_size=None,
             num_workers=args.loader_workers,
-            prefetch_factor=4,
+            prefetch_factor=4 if args.loader_workers > 0 else None,  # torch refuses it with 0
             pin_memory=device.type == "cuda",
         )
         for batch in loader:
