@@ -269,6 +269,7 @@ def test_short_run_on_another_corpus_keeps_everything_in_its_run_dir(
             "--checkpoint-minutes", "1000",
             "--export-below", "-1",
             "--threads", "1",
+            "--profile-steps", "1",
         ]
     )  # fmt: skip
     out = capsys.readouterr().out
@@ -290,3 +291,5 @@ def test_short_run_on_another_corpus_keeps_everything_in_its_run_dir(
     results = run_dir / "results"
     assert (results / "train_log.jsonl").read_text() == (run_dir / "log.jsonl").read_text()
     assert not committed.exists()
+    # --profile-steps: the ops that took the time, for diagnosing a slow device run
+    assert "aten::" in (run_dir / "profile.txt").read_text()

@@ -30,7 +30,7 @@ workers=$(( $(nproc) > 3 ? $(nproc) - 2 : 1 ))
 timeout $(( MINUTES * 60 + 150 )) python3 -m training.train \
   --init-from streaming/models/tiny-en --corpus training/work/packed --run-dir "$RUN" \
   --device "${DEVICE:-cuda}" --loader-workers "$workers" --preload --threads 2 \
-  --passes-per-epoch "${PASSES:-20}" \
+  --passes-per-epoch "${PASSES:-20}" --profile-steps "${PROFILE_STEPS:-10}" \
   --batch-seconds "${BATCH_SECONDS:-320}" --lr "${LR:-5e-3}" --fit-cooldown \
   --max-minutes "$MINUTES" --eval-minutes "${EVAL_MINUTES:-0.5}" --checkpoint-minutes 1000 \
   --export-below 0 2>&1 | tee "$RESULTS/train.log"
@@ -45,6 +45,9 @@ slim["device"] = torch.cuda.get_device_name() if torch.cuda.is_available() else 
 torch.save(slim, f"{run}/best-model.pt")
 print("best step", state["progress"]["step"], "best CER", state["progress"]["best_cer"])
 EOF
-tar czf - "$RUN/log.jsonl" "$RUN/results" "$RUN/best-model.pt" |
+# The 2026-11-30 H200 run made only ~4 steps/s (1 270 audio s/s) although one loader
+# process here augments ~1 500 audio s/s: the log's "data_wait" and profile.txt say
+# whether the loader or the training step bounds the next run.
+tar czf - "$RUN/log.jsonl" "$RUN/results" "$RUN/best-model.pt" $(ls "$RUN/profile.txt" 2>/dev/null) |
   split -b 15M - "$RESULTS/gpu-run.tgz.part-"
 ls -la "$RESULTS"

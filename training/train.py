@@ -249,10 +249,10 @@ def log(record: dict[str, Any], run_dir: Path = RUN_DIR) -> None:
 def publish_results(run_dir: Path = RUN_DIR) -> None:
     """Copy the log and a loss/CER plot to ``training/results/`` (small, committable).
 
-    A run in another folder (``--run-dir``) publishes into ``RUN_DIR/results`` instead,
+    A run in another folder (``--run-dir``) publishes into ``<run_dir>/results`` instead,
     so trial runs never overwrite the committed curve.
     """
-    results = RESULTS_DIR if run_dir == RUN_DIR else run_dir / "results"
+    results = RESULTS_DIR if run_dir.resolve() == RUN_DIR.resolve() else run_dir / "results"
     results.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(run_dir / "log.jsonl", results / "train_log.jsonl")
     try:
@@ -383,6 +383,31 @@ def fit_cooldown(
     return None
 
 
+def start_profiler(device: torch.device) -> Any:
+    """torch.profiler over the next steps (``--profile-steps``): which ops take the time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    prof = profile(activities=activities)
+    prof.start()
+    return prof
+
+
+def finish_profiler(prof: Any, path: Path) -> None:
+    """Stop the profiler and write its top ops (by device time, then CPU time) to ``path``."""
+    prof.stop()
+    averages = prof.key_averages()
+    tables = [
+        averages.table(sort_by=key, row_limit=25)
+        for key in ("self_cuda_time_total", "self_cpu_time_total")
+        if key != "self_cuda_time_total" or any(e.device_time_total for e in averages)
+    ]
+    path.write_text("\n\n".join(tables), encoding="utf-8")
+    print(f"profile written to {path}", flush=True)
+
+
 def describe_device(device: torch.device) -> str:
     """The accelerator's name, or the CPU's, for the run log and the model card."""
     if device.type == "cuda":
@@ -434,6 +459,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--preload",
         action="store_true",
         help="decode the whole training split into memory once per epoch (for a GPU)",
+    )
+    p.add_argument(
+        "--profile-steps",
+        type=int,
+        default=0,
+        help="profile N training steps (torch.profiler) into RUN_DIR/profile.txt",
     )
     p.add_argument(
         "--passes-per-epoch",
@@ -535,6 +566,9 @@ def main(argv: list[str] | None = None) -> None:
     records: dict[str, dict[str, Any]] | None = None
     cache: dict[str, np.ndarray] = {}
     fit_from: tuple[int, float] | None = None
+    data_wait = step_time = 0.0  # where the wall time goes: waiting for batches, or steps
+    profiler: Any = None
+    profiled = 0
 
     def session_s() -> float:
         return time.monotonic() - session_start
@@ -560,8 +594,14 @@ def main(argv: list[str] | None = None) -> None:
             prefetch_factor=4 if args.loader_workers > 0 else None,  # torch refuses it with 0
             pin_memory=device.type == "cuda",
         )
+        waited_from = time.monotonic()
         for batch in loader:
             t0 = time.monotonic()
+            data_wait += t0 - waited_from
+            if profiler is None and args.profile_steps and profiled == 0:
+                profiler = start_profiler(device)
+            if profiler is not None:
+                profiled += 1
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
                 out = model(
                     batch["input_values"].to(device, non_blocking=True),
@@ -579,8 +619,12 @@ def main(argv: list[str] | None = None) -> None:
             prog.step += 1
             prog.batch_pos = int(batch["index"]) + 1
             prog.audio_seconds += float(batch["seconds"])
-            prog.train_seconds += time.monotonic() - t0
             window.append(loss.item())
+            prog.train_seconds += time.monotonic() - t0
+            step_time += time.monotonic() - t0
+            if profiler is not None and profiled >= args.profile_steps:
+                finish_profiler(profiler, run_dir / "profile.txt")
+                profiler = None
             if args.fit_cooldown and not cfg.cooldown_steps:
                 fit_from = fit_cooldown(
                     cfg, prog, fit_from, args.max_minutes * 60 - session_s(), run_dir
@@ -596,10 +640,13 @@ def main(argv: list[str] | None = None) -> None:
                         "lr": sched.get_last_lr()[0],
                         "audio_hours": prog.audio_seconds / 3600,
                         "train_hours": prog.train_seconds / 3600,
+                        # share of wall time spent waiting for the data loader
+                        "data_wait": round(data_wait / max(1e-9, data_wait + step_time), 3),
                     },
                     run_dir,
                 )
                 window = []
+                data_wait = step_time = 0.0
                 trim_heap()
             now = time.monotonic()
             if now - last_eval >= args.eval_minutes * 60:
@@ -628,6 +675,7 @@ def main(argv: list[str] | None = None) -> None:
                 checkpoint(last, model, opt, sched, cfg, prog)
                 print("max minutes reached; checkpoint written", flush=True)
                 return
+            waited_from = time.monotonic()  # validation and checkpoints are not data wait
 
 
 if __name__ == "__main__":
