@@ -73,11 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=d.workers,
         metavar="N",
-        help="server processes sharing one listening socket, for more streams than one "
-        "event loop can carry; each loads its own copy of the model and runs its own "
-        "batching engine (on a GPU they share the device); limits such as --max-sessions "
-        "apply per worker, and /health and /metrics answer for the worker that took the "
-        "request (default: %(default)s)",
+        help="server processes sharing one port (on Linux the kernel spreads connections "
+        "evenly over them), for more streams than one event loop can carry; each loads "
+        "its own copy of the model and runs its own batching engine (on a GPU they share "
+        "the device); limits such as --max-sessions apply per worker, and /health and "
+        "/metrics answer for the worker that took the request (default: %(default)s)",
     )
 
     m = p.add_argument_group("model")
