@@ -112,10 +112,11 @@ def _score_table(evaluation: dict[str, Any] | None, step: int | None) -> str:
         "",
         f"Target: CER ≤ 10 % (stretch 5 %) on held-out sentences of the training voices, greedy"
         f" decoding: {met} at this step ({min(seen):.1%} to {max(seen):.1%}). The validation"
-        " CER per step is plotted in `training/results/train_curve.png`; it was still falling"
-        " when this checkpoint was exported. What limits it is training time: from scratch on"
-        " 2 shared CPU cores the run reads audio at 25-35x real time, so it has seen only a few"
-        " passes over the corpus so far; a GPU would do the same in minutes.",
+        " CER per step is plotted in `training/results/train_curve.png`. What limits it is"
+        " training compute: from scratch on 2 shared CPU cores a run reads audio at 25-35x"
+        " real time, so the model has seen only a few passes over the corpus; the one run on"
+        " a lent GPU (an H200, 6 minutes) was limited by the ~64 MB of audio a device call"
+        " can carry (`training/README.md`).",
     ]
     speed = evaluation.get("speed_x_realtime")
     if speed:
@@ -200,7 +201,7 @@ def _training_line(state: dict[str, Any], tc: dict[str, Any], machines: str) -> 
         f"{state['base_step']} on 2 CPU cores (see the log). Then {len(state['average_of'])} "
         f"runs continued from step {state['base_step']}:\n\n{runs}\n\nand these weights are "
         'their element-wise average (a "model soup", `python -m training.average`): better '
-        "on validation than either run. The step count below adds up the steps of all runs."
+        "on validation than either run. The step count below adds up the steps of all runs.\n"
     )
 
 
