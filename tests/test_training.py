@@ -186,6 +186,18 @@ def test_an_epoch_of_three_passes_sees_each_utterance_three_times_shuffled_anew(
     assert one.batches == first
 
 
+def test_a_warm_start_is_shuffled_from_its_first_batch(tmp_path: Path) -> None:
+    lengths = [round(0.4 + 0.06 * i, 2) for i in range(24)]
+    write_corpus(tmp_path, {"a": lengths[::2], "b": lengths[1::2]}, VALID)
+    scratch, warm = Progress(), Progress(step=5000)
+    records = plan_epoch(scratch, TrainConfig(batch_seconds=3.0), tmp_path)
+    plan_epoch(warm, TrainConfig(batch_seconds=3.0, init_step=5000), tmp_path)
+    curriculum = make_batches(list(records.values()), 3.0, random.Random(0), shuffle=False)
+    assert scratch.batches == curriculum  # from scratch: short to long first
+    assert warm.batches != curriculum  # a fine-tune sees long utterances from the start
+    assert Counter(u for b in warm.batches for u in b) == Counter(u for b in curriculum for u in b)
+
+
 def test_fit_cooldown_measures_the_step_rate_then_sizes_the_cooldown(tmp_path: Path) -> None:
     cfg = TrainConfig(init_step=1000)
     prog = Progress(step=1019)

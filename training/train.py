@@ -183,7 +183,9 @@ def plan_epoch(
 
     ``passes`` > 1 plans that many shuffled passes over the data as one epoch: a small
     corpus on a fast GPU would otherwise restart the data-loader processes every few
-    seconds.
+    seconds. Only a run from scratch starts with the short-to-long curriculum; a warm
+    start (``--init-from``) is shuffled from its first batch, or a short fine-tune would
+    see only the short utterances.
     """
     records = [
         r for r in load_manifests("train", corpus=corpus) if r["seconds"] <= cfg.max_utt_seconds
@@ -193,7 +195,10 @@ def plan_epoch(
         batch
         for n in range(passes)
         for batch in make_batches(
-            records, cfg.batch_seconds, rng, shuffle=progress.epoch > 0 or n > 0
+            records,
+            cfg.batch_seconds,
+            rng,
+            shuffle=progress.epoch > 0 or n > 0 or cfg.init_step > 0,
         )
     ]
     progress.batch_pos = 0
