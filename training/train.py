@@ -402,15 +402,17 @@ def start_profiler(device: torch.device) -> Any:
 
 def finish_profiler(prof: Any, path: Path) -> None:
     """Stop the profiler and write its top ops (by device time, then CPU time) to ``path``."""
-    prof.stop()
-    averages = prof.key_averages()
-    tables = [
-        averages.table(sort_by=key, row_limit=25)
-        for key in ("self_cuda_time_total", "self_cpu_time_total")
-        if key != "self_cuda_time_total" or any(e.device_time_total for e in averages)
-    ]
-    path.write_text("\n\n".join(tables), encoding="utf-8")
-    print(f"profile written to {path}", flush=True)
+    try:  # a diagnostic must never stop a training run
+        prof.stop()
+        averages = prof.key_averages()
+        keys = ["self_cpu_time_total"]
+        if any(e.device_time_total for e in averages):
+            keys.insert(0, "self_device_time_total")
+        tables = [averages.table(sort_by=key, row_limit=25) for key in keys]
+        path.write_text("\n\n".join(tables), encoding="utf-8")
+        print(f"profile written to {path}", flush=True)
+    except Exception as exc:
+        print(f"profiling failed: {exc}", flush=True)
 
 
 def describe_device(device: torch.device) -> str:
