@@ -159,8 +159,14 @@ def training_machines(state: dict[str, Any], previous_card: Path | None) -> str:
     init_step = state["train_config"].get("init_step", 0)
     if not init_step or previous_card is None or not previous_card.is_file():
         return here
-    found = re.search(r"2 CPU cores \((.+?)\), no GPU", previous_card.read_text("utf-8"))
-    if found is None or found.group(1) == here:
+    previous = previous_card.read_text("utf-8")
+    found = re.search(r"2 CPU cores \((.+?)\), no GPU", previous)
+    if found is None:
+        gpu = re.search(r"on (NVIDIA [^,]+), batches", previous)  # an average with a GPU run
+        if gpu is not None:
+            return f"{here}; up to step {init_step} also one run on an {gpu.group(1)}"
+        return here
+    if found.group(1) == here:
         return here
     return f"{found.group(1)} up to step {init_step}, {here} after"
 
@@ -189,7 +195,7 @@ def _training_line(state: dict[str, Any], tc: dict[str, Any], machines: str) -> 
         return (
             f"From scratch, CTC, AdamW (peak lr {tc['lr']}, warmup + inverse-sqrt decay), "
             f"batches of\n~{tc['batch_seconds']:.0f} s audio, bf16 autocast, 2 CPU cores "
-            f"({machines}), no GPU."
+            f"({machines})" + ("." if "NVIDIA" in machines else ", no GPU.")
         )
     runs = "\n".join(
         f"  {i}. {run['label']}, on {run['device']}, batches of ~{run['batch_seconds']:.0f} s, "
