@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from tiny_corpus import tone, write_corpus
+from tiny_corpus import tiny_ctc_model, tone, write_corpus
 
 from training import train
 from training.data import BatchDataset, load_manifests, log_probs, make_batches, preload, read_audio
-from training.model import ModelSize, build_config, normalize_audio
+from training.model import normalize_audio
 from training.train import (
     Progress,
     TrainConfig,
@@ -68,22 +68,6 @@ def test_model_card_without_a_step_is_refused(tmp_path: Path) -> None:
 
 TRAIN = {"a": [0.5, 0.6, 0.7, 0.8], "b": [0.5, 0.6, 0.7, 0.9]}
 VALID = {"a": [0.6, 0.8], "b": [0.7]}
-
-
-def tiny_ctc_model() -> Any:
-    from transformers import Wav2Vec2ForCTC
-
-    torch.manual_seed(0)
-    size = ModelSize(
-        hidden=32,
-        layers=1,
-        heads=2,
-        ffn=64,
-        conv_dim=(16,) * 7,
-        pos_conv_kernel=16,
-        pos_conv_groups=4,
-    )
-    return Wav2Vec2ForCTC(build_config(size)).eval()
 
 
 def test_manifests_and_audio_are_read_from_the_corpus_folder_given(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
-"""A tiny corpus on disk in the layout of ``training/work/corpus``: ``split/engine.jsonl``
-manifests whose paths are relative to the corpus folder, FLAC files at 16 kHz."""
+"""A tiny corpus on disk in the layout of ``training/work/corpus`` (``split/engine.jsonl``
+manifests whose paths are relative to the corpus folder, FLAC files at 16 kHz), and a
+tiny random CTC model to run over it."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ from typing import Any
 
 import numpy as np
 import soundfile as sf
+import torch
+
+from training.model import ModelSize, build_config
 
 RATE = 16000
 WORDS = ["the", "cat", "sat", "on", "a", "red", "mat", "and", "she", "ran", "home", "fast"]
@@ -56,3 +60,20 @@ def write_corpus(
                 written[split].append(record)
             (root / split / f"{engine}.jsonl").write_text("\n".join(lines) + "\n", "utf-8")
     return written
+
+
+def tiny_ctc_model() -> Any:
+    """A one-layer Wav2Vec2ForCTC with the project's vocabulary, seeded, in eval mode."""
+    from transformers import Wav2Vec2ForCTC
+
+    torch.manual_seed(0)
+    size = ModelSize(
+        hidden=32,
+        layers=1,
+        heads=2,
+        ffn=64,
+        conv_dim=(16,) * 7,
+        pos_conv_kernel=16,
+        pos_conv_groups=4,
+    )
+    return Wav2Vec2ForCTC(build_config(size)).eval()

@@ -38,6 +38,14 @@ def load_manifests(
     return records
 
 
+def records_by_engine(split: str, corpus: Path = CORPUS_DIR) -> dict[str, list[Utterance]]:
+    """A split's records grouped per voice, each group in the stable manifest order."""
+    groups: dict[str, list[Utterance]] = {}
+    for record in load_manifests(split, corpus=corpus):
+        groups.setdefault(record["engine"], []).append(record)
+    return groups
+
+
 def make_batches(
     utterances: Sequence[Utterance], batch_seconds: float, rng: random.Random, shuffle: bool
 ) -> list[list[str]]:

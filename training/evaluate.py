@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import random
 import re
 import statistics
 import time
@@ -39,10 +40,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from training.data import load_manifests, log_probs, read_audio
+from training.data import log_probs, read_audio, records_by_engine
 from training.model import VOCAB, error_rates, greedy_decode
-from training.synth import UNSEEN_ENGINES
-from training.train import RESULTS_DIR
+from training.synth import CORPUS_DIR, UNSEEN_ENGINES
+from training.train import RESULTS_DIR, TrainConfig
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_CHECKPOINT = HERE / "work" / "run" / "best.pt"
@@ -90,12 +91,9 @@ def score_test_sets(
     model: Any, show: int = 0, lm: Any = None, whisper: Any = None
 ) -> dict[str, dict[str, Any]]:
     """CER/WER of every test set (one per engine): greedy, plus LM and Whisper if given."""
-    by_engine: dict[str, list[dict[str, Any]]] = {}
-    for record in load_manifests("test"):
-        by_engine.setdefault(record["engine"], []).append(record)
     results: dict[str, dict[str, Any]] = {}
     for engine, records in sorted(
-        by_engine.items(), key=lambda kv: (kv[0] in UNSEEN_ENGINES, kv[0])
+        records_by_engine("test").items(), key=lambda kv: (kv[0] in UNSEEN_ENGINES, kv[0])
     ):
         audios = [read_audio(r) for r in records]
         refs = [r["text"] for r in records]
@@ -126,6 +124,32 @@ def score_test_sets(
     return results
 
 
+def score_fit(
+    model: Any, per_voice: int, seed: int = 0, corpus: Path = CORPUS_DIR
+) -> dict[str, Any]:
+    """Greedy CER/WER on sentences the model *trained on* (clean renderings, no augmentation).
+
+    Beside the held-out scores this tells what limits accuracy: a model that does not
+    fit its own training sentences is short of compute or capacity (underfitting); one
+    that fits them but not new sentences is short of data (a generalization gap).
+    """
+    rng = random.Random(seed)
+    sets: dict[str, dict[str, Any]] = {}
+    for engine, records in records_by_engine("train", corpus).items():
+        trained = [r for r in records if r["seconds"] <= TrainConfig.max_utt_seconds]
+        sample = rng.sample(trained, min(per_voice, len(trained)))
+        hyps = [
+            greedy_decode(x.argmax(-1))
+            for x in log_probs(model, [read_audio(r, corpus) for r in sample])
+        ]
+        sets[engine] = {
+            "n": len(sample),
+            **_rates([(r["text"], h) for r, h in zip(sample, hyps, strict=True)]),
+        }
+        print(f"{engine} (training sentences): {_summary(sets[engine], 'greedy')}", flush=True)
+    return {"split": "train", "per_voice": per_voice, "seed": seed, "sets": sets}
+
+
 def _summary(row: dict[str, Any], kind: str) -> str:
     rates = row if kind == "greedy" else row[kind]
     return f"{kind} CER {rates['cer']:.3f} WER {rates['wer']:.3f}"
@@ -140,10 +164,7 @@ def tune_lm(
     beam_width: int,
 ) -> dict[str, Any]:
     """Grid-search the LM weight (alpha) and word bonus (beta) on the *validation* split."""
-    by_engine: dict[str, list[dict[str, Any]]] = {}
-    for record in load_manifests("valid"):
-        by_engine.setdefault(record["engine"], []).append(record)
-    records = [r for rs in by_engine.values() for r in rs[:per_voice]]
+    records = [r for rs in records_by_engine("valid").values() for r in rs[:per_voice]]
     scores = log_probs(model, [read_audio(r) for r in records])
     refs = [r["text"] for r in records]
     grid = []
@@ -195,11 +216,15 @@ def measure_speed(
     return seconds / statistics.median(timings)
 
 
-def print_table(results: dict[str, dict[str, Any]]) -> None:
-    """Human-readable summary: CER/WER per set for each decoding that was run."""
+def print_table(results: dict[str, dict[str, Any]], fit: dict[str, Any] | None = None) -> None:
+    """Human-readable summary: CER/WER per set for each decoding that was run.
+
+    With ``fit``, a last column gives the greedy CER on sentences the voice trained on.
+    """
     kinds = [k for k in ("lm", "whisper") if any(k in row for row in results.values())]
     head = f"{'test set':<10} {'voice':<12} {'n':>5} {'hours':>6} {'greedy CER':>11} {'WER':>6}"
-    print(head + "".join(f" {k + ' CER':>12} {'WER':>6}" for k in kinds))
+    head += "".join(f" {k + ' CER':>12} {'WER':>6}" for k in kinds)
+    print(head + (f" {'trained-on CER':>15}" if fit else ""))
     for engine, row in results.items():
         kind = "UNSEEN" if row["unseen"] else "train voice"
         line = (
@@ -209,6 +234,9 @@ def print_table(results: dict[str, dict[str, Any]]) -> None:
         for k in kinds:
             rates = row.get(k, {"cer": float("nan"), "wer": float("nan")})
             line += f" {rates['cer']:>12.3f} {rates['wer']:>6.3f}"
+        if fit:
+            seen = fit["sets"].get(engine)
+            line += f" {seen['cer']:>15.3f}" if seen else f" {'-':>15}"
         print(line)
 
 
@@ -258,6 +286,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--no-whisper", action="store_true", help="skip the Whisper tiny.en reference"
     )
+    parser.add_argument(
+        "--fit",
+        type=int,
+        default=200,
+        metavar="N",
+        help="also score N sentences per voice that the model trained on, to tell "
+        "underfitting from a generalization gap (0 skips; default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -288,7 +324,8 @@ def main(argv: list[str] | None = None) -> None:
 
         whisper = whisper_model(args.threads)
     results = score_test_sets(model, args.show, lm, whisper)
-    print_table(results)
+    fit = score_fit(model, args.fit) if args.fit > 0 else None
+    print_table(results, fit)
     for engine, row in results.items():
         for example in row["examples"]:
             for kind, text in example.items():
@@ -300,6 +337,8 @@ def main(argv: list[str] | None = None) -> None:
         "sets": results,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
+    if fit is not None:
+        report["fit"] = fit
     if lm is not None:
         report["lm"] = {
             "decoding": "CTC beam search + word 3-gram LM (pyctcdecode + KenLM), streaming/lm.py",

@@ -112,11 +112,7 @@ def _score_table(evaluation: dict[str, Any] | None, step: int | None) -> str:
         "",
         f"Target: CER ≤ 10 % (stretch 5 %) on held-out sentences of the training voices, greedy"
         f" decoding: {met} at this step ({min(seen):.1%} to {max(seen):.1%}). The validation"
-        " CER per step is plotted in `training/results/train_curve.png`. What limits it is"
-        " training compute: from scratch on 2 shared CPU cores a run reads audio at 25-35x"
-        " real time, so the model has seen only a few passes over the corpus; the one run on"
-        " a lent GPU (an H200, 6 minutes) was limited by the ~64 MB of audio a device call"
-        " can carry (`training/README.md`).",
+        " CER per step is plotted in `training/results/train_curve.png`." + _fit_note(evaluation),
     ]
     speed = evaluation.get("speed_x_realtime")
     if speed:
@@ -126,6 +122,37 @@ def _score_table(evaluation: dict[str, Any] | None, step: int | None) -> str:
             f"({evaluation.get('speed_setup', '')})."
         )
     return "\n".join(lines) + "\n"
+
+
+def _fit_note(evaluation: dict[str, Any]) -> str:
+    """What limits accuracy, read from the score on training sentences when there is one."""
+    compute = (
+        " From scratch on 2 shared CPU cores a run reads audio at 25-35x real time, so the"
+        " model has seen only a few passes over the corpus; the one run on a lent GPU (an"
+        " H200, 6 minutes) was limited by the ~64 MB of audio a device call can carry"
+        " (`training/README.md`)."
+    )
+    fit = evaluation.get("fit")
+    if not fit:
+        return " What limits it is training compute." + compute
+    trained = [row["cer"] for row in fit["sets"].values()]
+    held_out = [row["cer"] for row in evaluation["sets"].values() if not row.get("unseen")]
+    gap = sum(held_out) / len(held_out) - sum(trained) / len(trained)
+    measured = (
+        f" On {fit['per_voice']} sentences per voice that it trained on (clean renderings) the"
+        f" greedy CER is {min(trained):.1%} to {max(trained):.1%}, on average {gap * 100:.1f}"
+        " points below that on held-out sentences."
+    )
+    if max(trained) > 0.10:
+        return (
+            measured + " The model does not even fit its training data to the target: it"
+            " underfits, so what limits it is training compute (and, past that, capacity),"
+            " not the amount of data." + compute
+        )
+    return (
+        measured + " It fits its training data but not new sentences: what limits it is the"
+        " breadth of the data (sentences, voices), not compute."
+    )
 
 
 def update_card(model_dir: Path, evaluation: dict[str, Any]) -> None:

@@ -51,6 +51,7 @@ from training.data import (
     make_batches,
     preload,
     read_audio,
+    records_by_engine,
 )
 from training.model import ModelSize, build_config, error_rates, greedy_decode
 from training.synth import CORPUS_DIR
@@ -212,10 +213,8 @@ def plan_epoch(
 
 def valid_set(cfg: TrainConfig, corpus: Path = CORPUS_DIR) -> list[dict[str, Any]]:
     """A fixed subset of the validation split: ``valid_per_engine`` per voice."""
-    per_engine: dict[str, list[dict[str, Any]]] = {}
-    for r in load_manifests("valid", corpus=corpus):
-        per_engine.setdefault(r["engine"], []).append(r)
-    return [r for rs in per_engine.values() for r in rs[: cfg.valid_per_engine]]
+    groups = records_by_engine("valid", corpus)
+    return [r for rs in groups.values() for r in rs[: cfg.valid_per_engine]]
 
 
 @torch.inference_mode()

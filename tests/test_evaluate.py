@@ -1,0 +1,58 @@
+"""Evaluation (training/evaluate.py, the card text of training/export.py): the score on
+sentences the model trained on, and what the card concludes from it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tiny_corpus import tiny_ctc_model, write_corpus
+
+from training.data import load_manifests, read_audio
+from training.evaluate import score_fit
+from training.export import _fit_note
+from training.model import error_rates
+from training.train import transcribe
+
+
+def test_fit_scores_a_reproducible_sample_of_trained_sentences_per_voice(tmp_path: Path) -> None:
+    # 13 s is longer than training takes (max_utt_seconds 12): it was never trained on.
+    write_corpus(tmp_path, {"a": [0.5, 0.6, 0.7, 13.0], "b": [0.5, 0.9]}, {"a": [0.6]})
+    model = tiny_ctc_model()
+    fit = score_fit(model, per_voice=3, corpus=tmp_path)
+    assert fit["split"] == "train" and fit["per_voice"] == 3
+    assert {engine: row["n"] for engine, row in fit["sets"].items()} == {"a": 3, "b": 2}
+    # Voice b has fewer sentences than asked for: all of them, scored as training scores them.
+    b = load_manifests("train", ["b"], tmp_path)
+    hyps = transcribe(model, [read_audio(r, tmp_path) for r in b])
+    cer, wer = error_rates([(r["text"], h) for r, h in zip(b, hyps, strict=True)])
+    assert (fit["sets"]["b"]["cer"], fit["sets"]["b"]["wer"]) == (cer, wer)
+    assert score_fit(model, per_voice=3, corpus=tmp_path) == fit
+
+
+def _evaluation(trained: list[float], held_out: list[float]) -> dict[str, Any]:
+    voices = [f"v{i}" for i in range(len(trained))]
+    return {
+        "sets": {
+            **{v: {"cer": c} for v, c in zip(voices, held_out, strict=True)},
+            "unseen": {"cer": 0.9, "unseen": True},
+        },
+        "fit": {"per_voice": 200, "sets": {v: {"cer": c} for v, c in zip(voices, trained)}},
+    }
+
+
+def test_card_blames_compute_when_the_model_does_not_fit_its_training_sentences() -> None:
+    note = _fit_note(_evaluation(trained=[0.12, 0.24], held_out=[0.16, 0.29]))
+    assert "12.0% to 24.0%" in note
+    assert "4.5 points below" in note  # (0.225 - 0.18), the unseen voice left out
+    assert "underfits" in note and "compute" in note
+
+
+def test_card_blames_the_data_when_training_sentences_are_fit_but_new_ones_are_not() -> None:
+    note = _fit_note(_evaluation(trained=[0.03, 0.05], held_out=[0.15, 0.20]))
+    assert "3.0% to 5.0%" in note
+    assert "breadth of the data" in note and "underfits" not in note
+
+
+def test_card_without_a_fit_score_still_names_the_limit() -> None:
+    assert "training compute" in _fit_note({"sets": {"a": {"cer": 0.2}}})
