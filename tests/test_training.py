@@ -289,3 +289,27 @@ def test_short_run_on_another_corpus_keeps_everything_in_its_run_dir(
     assert not committed.exists()
     # --profile-steps: the ops that took the time, for diagnosing a slow device run
     assert "aten::" in (run_dir / "profile.txt").read_text()
+
+
+def test_a_run_stopped_by_max_minutes_validates_its_final_weights(tmp_path: Path) -> None:
+    corpus, run_dir = tmp_path / "corpus", tmp_path / "run"
+    write_corpus(corpus, TRAIN, VALID)
+    train.main(
+        [
+            "--corpus", str(corpus),
+            "--run-dir", str(run_dir),
+            "--batch-seconds", "2",
+            "--max-minutes", "0",  # stop after the first step
+            "--eval-minutes", "1000",  # no periodic validation would come
+            "--export-below", "-1",
+            "--threads", "1",
+            "--loader-workers", "0",
+        ]
+    )  # fmt: skip
+    events = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    valid = [e for e in events if e["event"] == "valid"]
+    assert [e["step"] for e in valid] == [1]
+    last = torch.load(run_dir / "last.pt", map_location="cpu", weights_only=False)
+    assert last["progress"]["step"] == 1
+    # kept as best.pt when it is the best so far (an untrained model may score CER >= 1)
+    assert (run_dir / "best.pt").exists() == (valid[0]["cer"] < 1.0)

@@ -655,7 +655,10 @@ def main(argv: list[str] | None = None) -> None:
                 data_wait = step_time = 0.0
                 trim_heap()
             now = time.monotonic()
-            if now - last_eval >= args.eval_minutes * 60:
+            # A run that stops validates its final weights: the end of a cool-down is
+            # usually its best, and would otherwise be neither scored nor kept as best.pt.
+            stopping = args.max_minutes is not None and now - session_start >= args.max_minutes * 60
+            if stopping or now - last_eval >= args.eval_minutes * 60:
                 last_eval = now
                 result = evaluate(model, valid, corpus)
                 log(
@@ -677,7 +680,7 @@ def main(argv: list[str] | None = None) -> None:
                 last_ckpt = now
                 checkpoint(last, model, opt, sched, cfg, prog)
                 print(f"checkpoint at step {prog.step}", flush=True)
-            if args.max_minutes is not None and now - session_start >= args.max_minutes * 60:
+            if stopping:
                 checkpoint(last, model, opt, sched, cfg, prog)
                 print("max minutes reached; checkpoint written", flush=True)
                 return
