@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -68,3 +70,28 @@ def test_a_run_continued_from_an_average_names_the_gpu_run_in_its_history(tmp_pa
     assert "NVIDIA H200" in machines and "10045" in machines
     line = _training_line({}, {"lr": 0.002, "batch_seconds": 40.0}, machines)
     assert "no GPU" not in line
+
+
+def test_a_second_continuation_keeps_the_gpu_run_in_its_history(tmp_path: Path) -> None:
+    from training.export import cpu_description, training_machines
+
+    here = cpu_description()
+    first = training_machines({"train_config": {"init_step": 10045}}, _card_naming_a_gpu(tmp_path))
+    previous = tmp_path / "MODEL_CARD.md"
+    previous.write_text(
+        "## Training\n\n"
+        + _training_line({}, {"lr": 0.002, "batch_seconds": 40.0}, first)
+        + "\nThis checkpoint: step 12159\n",
+        encoding="utf-8",
+    )
+    machines = training_machines({"train_config": {"init_step": 12159}}, previous)
+    assert machines == f"{here}; up to step 10045 also one run on an NVIDIA H200"
+
+
+def _card_naming_a_gpu(tmp_path: Path) -> Path:
+    card = tmp_path / "average-card.md"
+    card.write_text(
+        "  2. 4.1 h Opus slice, on NVIDIA H200, batches of ~320 s, to step 8910 (...);\n",
+        encoding="utf-8",
+    )
+    return card

@@ -187,14 +187,16 @@ def training_machines(state: dict[str, Any], previous_card: Path | None) -> str:
     if not init_step or previous_card is None or not previous_card.is_file():
         return here
     previous = previous_card.read_text("utf-8")
-    found = re.search(r"2 CPU cores \((.+?)\), no GPU", previous)
+    # What the previous card's single-run line named, history included ("...; up to step N
+    # also one run on an NVIDIA H200"): a second continuation must keep it.
+    found = re.search(r"2 CPU cores \((.+)\)(?:, no GPU)?\.$", previous, re.MULTILINE)
     if found is None:
         gpu = re.search(r"on (NVIDIA [^,]+), batches", previous)  # an average with a GPU run
         if gpu is not None:
             return f"{here}; up to step {init_step} also one run on an {gpu.group(1)}"
         return here
-    if found.group(1) == here:
-        return here
+    if found.group(1).startswith(here):
+        return found.group(1)
     return f"{found.group(1)} up to step {init_step}, {here} after"
 
 
