@@ -61,12 +61,9 @@ def test_the_card_names_every_run_of_an_average_and_where_it_ran() -> None:
 def test_a_run_continued_from_an_average_names_the_gpu_run_in_its_history(tmp_path) -> None:
     from training.export import training_machines
 
-    previous = tmp_path / "MODEL_CARD.md"
-    previous.write_text(
-        "  2. 4.1 h Opus slice, on NVIDIA H200, batches of ~320 s, to step 8910 (...);\n",
-        encoding="utf-8",
+    machines = training_machines(
+        {"train_config": {"init_step": 10045}}, _card_naming_a_gpu(tmp_path)
     )
-    machines = training_machines({"train_config": {"init_step": 10045}}, previous)
     assert "NVIDIA H200" in machines and "10045" in machines
     line = _training_line({}, {"lr": 0.002, "batch_seconds": 40.0}, machines)
     assert "no GPU" not in line
