@@ -27,6 +27,7 @@ from training.train import (
     fit_cooldown,
     lr_factor,
     plan_epoch,
+    refit_cooldown,
 )
 
 MODEL_DIR = Path(__file__).resolve().parent.parent / "streaming" / "models" / "tiny-en"
@@ -204,6 +205,24 @@ def test_fit_cooldown_measures_the_step_rate_then_sizes_the_cooldown(tmp_path: P
     assert event["event"] == "fit_cooldown" and event["step"] == 1082
     assert event["cooldown_steps"] == cfg.cooldown_steps
     assert event["steps_per_s"] == pytest.approx(2.0, abs=0.05)
+
+
+def test_refit_cooldown_counts_validation_time_so_the_cooldown_ends_on_time(
+    tmp_path: Path,
+) -> None:
+    cfg = TrainConfig(init_step=1000, cooldown_steps=2000)  # first fit: 2 steps/s raw
+    prog = Progress(step=1600)
+    # 600 steps in 400 s of session (validation included): 1.5 steps/s, 600 s left.
+    refit_cooldown(cfg, prog, (1000, time.monotonic() - 400.0), 600.0, tmp_path)
+    assert 600 + 895 <= cfg.cooldown_steps <= 600 + 900
+    # The learning rate moves by the misestimate only, and reaches the floor on time.
+    assert lr_factor(600, cfg) < lr_factor(600, TrainConfig(init_step=1000, cooldown_steps=2000))
+    assert lr_factor(cfg.cooldown_steps, cfg) == cfg.min_lr_ratio
+    (event,) = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert event["event"] == "refit_cooldown" and event["cooldown_steps"] == cfg.cooldown_steps
+    # No steps yet in this session (just resumed): nothing to measure, nothing changes.
+    refit_cooldown(cfg, prog, (1600, time.monotonic()), 600.0, tmp_path)
+    assert 600 + 895 <= cfg.cooldown_steps <= 600 + 900
 
 
 def test_fit_cooldown_with_no_time_left_cools_down_now(tmp_path: Path) -> None:
