@@ -374,17 +374,24 @@ def fit_cooldown(
     if now - since[1] < 30.0:
         return since
     rate = (prog.step - since[0]) / (now - since[1])
+    _size_cooldown(cfg, prog, rate, seconds_left, "fit_cooldown", run_dir)
+    return None
+
+
+def _size_cooldown(
+    cfg: TrainConfig, prog: Progress, rate: float, seconds_left: float, event: str, run_dir: Path
+) -> None:
+    """End the cool-down where ``rate`` steps/s reach the end of ``seconds_left``; log it."""
     cfg.cooldown_steps = prog.step - cfg.init_step + int(rate * max(0.0, seconds_left))
     log(
         {
-            "event": "fit_cooldown",
+            "event": event,
             "step": prog.step,
             "steps_per_s": round(rate, 2),
             "cooldown_steps": cfg.cooldown_steps,
         },
         run_dir,
     )
-    return None
 
 
 def refit_cooldown(
@@ -404,17 +411,7 @@ def refit_cooldown(
     steps, seconds = prog.step - session[0], time.monotonic() - session[1]
     if steps <= 0 or seconds <= 0.0:
         return
-    rate = steps / seconds
-    cfg.cooldown_steps = prog.step - cfg.init_step + int(rate * max(0.0, seconds_left))
-    log(
-        {
-            "event": "refit_cooldown",
-            "step": prog.step,
-            "steps_per_s": round(rate, 2),
-            "cooldown_steps": cfg.cooldown_steps,
-        },
-        run_dir,
-    )
+    _size_cooldown(cfg, prog, steps / seconds, seconds_left, "refit_cooldown", run_dir)
 
 
 def start_profiler(device: torch.device) -> Any:
