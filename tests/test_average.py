@@ -92,3 +92,20 @@ def _card_naming_a_gpu(tmp_path: Path) -> Path:
         encoding="utf-8",
     )
     return card
+
+
+def test_a_warm_start_card_states_the_cycles_learning_rate_not_a_from_scratch_peak() -> None:
+    import dataclasses
+
+    from training.export import _warm_start_note
+    from training.train import TrainConfig, lr_factor
+
+    cfg = TrainConfig(lr=3e-3, init_step=34616, cooldown_steps=5000)
+    tc = dataclasses.asdict(cfg)
+    note = _warm_start_note(tc, 36000)
+    trainer_peak = cfg.lr * lr_factor(cfg.rewarm_steps - 1, cfg)
+    assert f"base lr {cfg.lr}" in note
+    assert f"{trainer_peak:.1e}" in note  # the value the trainer really reached
+    assert "1384 steps into it" in note
+    line = _training_line({}, tc, "AMD EPYC")
+    assert "peak lr" not in line  # 0.003 is this cycle's, not the from-scratch run's

@@ -214,15 +214,26 @@ def _warm_start_note(tc: dict[str, Any], step: int) -> str:
     return (
         f"\nContinued at step {tc['init_step']} from the previously exported model in a new "
         f"session (`--init-from`; fresh optimizer, learning rate re-warmed over "
-        f"{tc['rewarm_steps']} steps to the schedule's value{cooldown}).\n"
+        f"{tc['rewarm_steps']} steps to {_rewarm_peak(tc):.1e} "
+        f"with base lr {tc['lr']}{cooldown}).\n"
     )
+
+
+def _rewarm_peak(tc: dict[str, Any]) -> float:
+    """The learning rate a warm start re-warmed to (the trainer's own schedule, not a copy)."""
+    from training.train import load_train_config, lr_factor
+
+    cfg = load_train_config(dict(tc))
+    return cfg.lr * lr_factor(cfg.rewarm_steps - 1, cfg)
 
 
 def _training_line(state: dict[str, Any], tc: dict[str, Any], machines: str) -> str:
     """How the weights were made: one run, or the average of several (``training.average``)."""
     if "average_of" not in state:
+        # A warm start's lr may differ from the from-scratch run's; its note states it.
+        peak = "" if tc.get("init_step") else f"peak lr {tc['lr']}, "
         return (
-            f"From scratch, CTC, AdamW (peak lr {tc['lr']}, warmup + inverse-sqrt decay), "
+            f"From scratch, CTC, AdamW ({peak}warmup + inverse-sqrt decay), "
             f"batches of\n~{tc['batch_seconds']:.0f} s audio, bf16 autocast, 2 CPU cores "
             f"({machines})" + ("." if "NVIDIA" in machines else ", no GPU.")
         )
