@@ -799,11 +799,17 @@ def metric_delta(before: dict[str, float], after: dict[str, float], key: str) ->
 def engine_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
     """Batches, windows, mean batch size and model-busy seconds between two scrapes."""
     batches = metric_delta(before, after, "streaming_engine_batches_total")
-    windows = metric_delta(before, after, "streaming_engine_batch_size_sum")
-    busy = metric_delta(before, after, "streaming_engine_batch_seconds_sum")
+    # The counters are exact under --shared-engine too (the histograms then count windows);
+    # the histogram sums serve servers older than the counters.
+    if "streaming_engine_windows_total" in after:
+        windows = metric_delta(before, after, "streaming_engine_windows_total")
+        busy = metric_delta(before, after, "streaming_engine_busy_seconds_total")
+    else:
+        windows = metric_delta(before, after, "streaming_engine_batch_size_sum")
+        busy = metric_delta(before, after, "streaming_engine_batch_seconds_sum")
     waits = metric_delta(before, after, "streaming_window_latency_seconds_sum")
     return {
-        "batches": int(batches),
+        "batches": round(batches),
         "windows": int(windows),
         "mean_batch": round(windows / batches, 2) if batches else None,
         "model_busy_s": round(busy, 2),

@@ -22,7 +22,10 @@
 # Knobs (environment): LOAD_STREAMS (default 1,64,256,512,768,1024,1280), WORKERS (8 server
 # processes), MAX_BATCH (64), RAMP_S (5), SERVER_EXTRA, STEP_TIMEOUT (900 s), SOAK_STREAMS (200),
 # SOAK_MINUTES (2), DTYPES (fp16,bf16,fp32), BATCHES, WINDOWS, TINY_DTYPES, TINY_BATCHES,
-# LOAD_DTYPE (fp16), MODEL (base-random), DEVICE (cuda), SKIP_SOAK=1.
+# LOAD_DTYPE (fp16), MODEL (base-random), DEVICE (cuda), SKIP_SOAK=1, SKIP_THROUGHPUT=1,
+# BREAK_MS (5000: stop the live-load sweep once p95 commit latency passes it), LOAD_TAG
+# (names the live-load result files; default MODEL-LOAD_DTYPE). For the shared inference
+# process add "--shared-engine" to SERVER_EXTRA.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -94,18 +97,21 @@ step() {  # step NAME COMMAND...: run (at most STEP_TIMEOUT s), remember failure
 dtypes=${DTYPES:-fp16,bf16,fp32}
 device=${DEVICE:-cuda}
 model=${MODEL:-base-random}
+if [ -z "${SKIP_THROUGHPUT:-}" ]; then
 step throughput-base "$PY" -m benchmarks.engine_throughput --model "$model" --device "$device" \
   --dtype "$dtypes" --batches "${BATCHES:-1,2,4,8,16,32,64,128}" \
   --windows "${WINDOWS:-800,1760,2880}" --tag "$model" --results-dir "$RESULTS"
 step throughput-tiny-en "$PY" -m benchmarks.engine_throughput --model tiny-en --device "$device" \
   --dtype "${TINY_DTYPES:-fp16,fp32}" --batches "${TINY_BATCHES:-1,4,16,64}" --windows 1760 \
   --tag tiny-en --results-dir "$RESULTS"
-step live-load-base "$PY" -m benchmarks.live_load --model "$model" --device "$device" \
-  --dtype "${LOAD_DTYPE:-fp16}" --streams "${LOAD_STREAMS:-1,64,256,512,768,1024,1280}" --break-ms 5000 \
+fi
+load_tag=${LOAD_TAG:-$model-${LOAD_DTYPE:-fp16}}
+step "live-load-$load_tag" "$PY" -m benchmarks.live_load --model "$model" --device "$device" \
+  --dtype "${LOAD_DTYPE:-fp16}" --streams "${LOAD_STREAMS:-1,64,256,512,768,1024,1280}" --break-ms "${BREAK_MS:-5000}" \
   --client-procs auto --ramp-s "${RAMP_S:-5}" \
   --server-args "--max-batch ${MAX_BATCH:-64} --workers ${WORKERS:-8} --threads 2 ${SERVER_EXTRA:-}" \
-  --tag "$model-${LOAD_DTYPE:-fp16}" --results-dir "$RESULTS"
-cp benchmarks/out/live_load-server.log "$RESULTS/" 2>/dev/null || true
+  --tag "$load_tag" --results-dir "$RESULTS"
+cp benchmarks/out/live_load-server.log "$RESULTS/live_load-server-$load_tag.log" 2>/dev/null || true
 if [ -z "${SKIP_SOAK:-}" ]; then
   step soak-base "$PY" -m benchmarks.soak --model "$model" \
     --server-args "--device $device --dtype ${LOAD_DTYPE:-fp16} --max-batch ${MAX_BATCH:-64}" \

@@ -76,8 +76,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="server processes sharing one port (on Linux the kernel spreads connections "
         "evenly over them), for more streams than one event loop can carry; each loads "
         "its own copy of the model and runs its own batching engine (on a GPU they share "
-        "the device); limits such as --max-sessions apply per worker, and /health and "
-        "/metrics answer for the worker that took the request (default: %(default)s)",
+        "the device) unless --shared-engine; limits such as --max-sessions apply per "
+        "worker, and /health and /metrics answer for the worker that took the request "
+        "(default: %(default)s)",
+    )
+    proc.add_argument(
+        "--shared-engine",
+        action="store_true",
+        default=d.shared_engine,
+        help="one more process loads the model once and batches the windows of every "
+        "worker, which send them over a Unix socket: bigger batches and one CUDA context "
+        "on a GPU, one copy of the weights in memory; the workers keep the websockets, "
+        "VAD and text (with --workers 1: one worker plus the inference process)",
     )
 
     m = p.add_argument_group("model")
@@ -97,6 +107,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=d.model.dtype,
         choices=("auto", "fp32", "fp16", "bf16"),
         help="weights/activations type; auto = fp16 on CUDA, fp32 on CPU (default: %(default)s)",
+    )
+    m.add_argument(
+        "--cudnn",
+        default=d.model.cudnn,
+        choices=("on", "off"),
+        help="cuDNN for the convolutional front end on a GPU: each new (batch, window "
+        "length) shape first builds a cuDNN plan (see --pad-batches); off uses PyTorch's "
+        "own kernels, with no plans but 3x slower calls on an H200 "
+        "(python -m benchmarks.shape_cost) (default: %(default)s)",
     )
     m.add_argument("--no-warmup", action="store_true", help="skip the warm-up inference at start")
     m.add_argument(
@@ -181,6 +200,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="CPU threads for the model (default: torch's choice)",
+    )
+    e.add_argument(
+        "--pad-batches",
+        choices=("auto", "on", "off"),
+        default=d.engine.pad_batches,
+        help="pad each batch with silent windows to one of a few sizes (1, 2, 4, 8, 16, 24, "
+        "32, 48, 64, 96, ...): outputs are unchanged and a GPU builds far fewer per-shape "
+        "plans, for up to 1.8x compute per call (1.5x above 16); auto = on for a CUDA device "
+        "(default: %(default)s)",
     )
 
     lm = p.add_argument_group(
@@ -307,6 +335,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
             name=args.model,
             device=args.device,
             dtype=args.dtype,
+            cudnn=args.cudnn,
             warmup=not args.no_warmup,
             lowercase=not args.keep_case,
         ),
@@ -326,6 +355,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         engine=EngineConfig(
             max_batch=args.max_batch,
             batch_deadline_ms=args.batch_deadline_ms,
+            pad_batches=args.pad_batches,
             threads=args.threads,
         ),
         lm=LmConfig(
@@ -347,6 +377,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         tls_key_file=args.tls_key,
         allowed_origins=tuple(args.allow_origin),
         workers=args.workers,
+        shared_engine=args.shared_engine,
     )
 
 
@@ -429,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as exc:
         print(f"streaming-server: error: {exc}", file=sys.stderr)
         return 2
-    if config.workers > 1:
+    if config.workers > 1 or config.shared_engine:
         return _serve_workers(config, args.log_level)
     try:
         asyncio.run(_serve(config))

@@ -81,6 +81,11 @@ class EngineConfig:
     batch_deadline_ms: float = 5.0
     max_queue: int = 1024
     threads: int | None = None
+    # Pad each model call's batch with silent rows up to the next of BATCH_BUCKETS: rows
+    # are independent, so outputs do not change, and a GPU sees a few batch shapes
+    # instead of every count from 1 to max_batch (each new shape costs a cuDNN plan).
+    # "auto": on for a model on a CUDA device, off on the CPU (where padding only costs).
+    pad_batches: str = "auto"
 
     def validate(self) -> None:
         if self.max_batch < 1 or self.max_queue < 1:
@@ -89,6 +94,8 @@ class EngineConfig:
             raise ValueError("batch deadline must be >= 0")
         if self.threads is not None and self.threads < 1:
             raise ValueError("threads must be >= 1")
+        if self.pad_batches not in ("auto", "on", "off"):
+            raise ValueError("pad batches must be auto, on or off")
 
 
 @dataclass(frozen=True)
@@ -100,10 +107,15 @@ class ModelConfig:
     dtype: str = "auto"
     warmup: bool = True
     lowercase: bool = True
+    # cuDNN convolutions on a GPU: fast for a shape seen before, but every new (batch,
+    # length) shape first builds an execution plan; "off" uses PyTorch's own kernels.
+    cudnn: str = "on"
 
     def validate(self) -> None:
         if self.dtype not in ("auto", "fp32", "fp16", "bf16"):
             raise ValueError("dtype must be auto, fp32, fp16 or bf16")
+        if self.cudnn not in ("on", "off"):
+            raise ValueError("cudnn must be on or off")
 
 
 @dataclass(frozen=True)
@@ -158,6 +170,7 @@ class ServerConfig:
     allowed_origins: tuple[str, ...] = ()
     protocol: str = "native"  # what "/" speaks: stock Vosk and WhisperLive clients connect there
     workers: int = 1  # server processes sharing the listening socket (streaming/workers.py)
+    shared_engine: bool = False  # one inference process batches for every worker
 
     def validate(self) -> None:
         self.model.validate()

@@ -20,7 +20,7 @@ from websockets.exceptions import ConnectionClosed
 from . import protocol
 from .config import ServerConfig
 from .driver import SessionDriver
-from .engine import InferenceEngine
+from .engine import Engine
 from .errors import StreamError
 from .events import Event
 from .metrics import Metrics
@@ -37,7 +37,7 @@ class ConnectionContext:
 
     ws: ServerConnection
     session: Session
-    engine: InferenceEngine
+    engine: Engine
     config: ServerConfig
     session_id: str
     model_name: str

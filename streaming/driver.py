@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from .audio import AudioFormat
 from .config import MODEL_SAMPLE_RATE, ServerConfig
-from .engine import EngineClosed, InferenceEngine, InferenceError
+from .engine import Engine, EngineClosed, InferenceError
 from .events import ErrorEvent, Event, Final, Lag, Partial
 from .metrics import Metrics
 from .rescoring import FinalRescorer
@@ -37,7 +37,7 @@ class SessionDriver:
     def __init__(
         self,
         session: Session,
-        engine: InferenceEngine,
+        engine: Engine,
         config: ServerConfig,
         sink: EventSink,
         metrics: Metrics | None = None,

@@ -27,6 +27,29 @@ from .config import EngineConfig
 log = logging.getLogger(__name__)
 
 LOAD_WINDOW_S = 5.0
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+
+
+def padded_batch(size: int) -> int:
+    """The bucket a batch of ``size`` windows is padded to (``pad_batches``)."""
+    for bucket in BATCH_BUCKETS:
+        if bucket >= size:
+            return bucket
+    return size
+
+
+def pads_batches(config: EngineConfig, device: str) -> bool:
+    """Whether batches for a model on ``device`` are padded to :data:`BATCH_BUCKETS`."""
+    pad = config.pad_batches
+    return pad == "on" or (pad == "auto" and device.startswith("cuda"))
+
+
+def warmup_batches(config: EngineConfig, device: str) -> list[int]:
+    """Batch sizes to run once at start-up: every bucket when batches are padded (each is
+    a shape the GPU would otherwise first meet under load), else a single window."""
+    if not pads_batches(config, device):
+        return [1]
+    return [b for b in BATCH_BUCKETS if b <= padded_batch(config.max_batch)]
 
 
 class BatchModel(Protocol):
@@ -35,6 +58,34 @@ class BatchModel(Protocol):
 
 # (batch size, model seconds, per-window seconds from enqueue to result), worker thread.
 BatchObserver = Callable[[int, float, list[float]], None]
+
+
+class Engine(Protocol):
+    """What sessions and the server use: this module's in-process engine, or a worker's
+    client of the shared inference process (:mod:`streaming.shared_engine`)."""
+
+    @property
+    def load(self) -> float: ...
+
+    @property
+    def queue_depth(self) -> int: ...
+
+    @property
+    def stats(self) -> EngineStats: ...
+
+    async def stop(self) -> None: ...
+
+    async def infer(self, samples: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class Served:
+    """One window's result and the batch that produced it."""
+
+    logprobs: np.ndarray
+    batch: int  # windows in the model call
+    model_s: float  # duration of that call
+    wait_s: float  # enqueue → result
 
 
 class EngineClosed(RuntimeError):
@@ -50,10 +101,12 @@ class EngineStats:
     """Counters read by logs, benchmarks and the metrics endpoint."""
 
     requests: int = 0
-    batches: int = 0
+    batches: float = 0  # a float: a worker of the shared engine counts its share of each
+
     failed_requests: int = 0
     audio_samples: int = 0
     busy_seconds: float = 0.0
+    gathers: int = 0  # batching rounds; each runs one model call per distinct window length
     batch_sizes: dict[int, int] = field(default_factory=lambda: defaultdict(int))
     last_batch_ms: float = 0.0
 
@@ -65,7 +118,7 @@ class EngineStats:
 @dataclass
 class _Job:
     samples: np.ndarray
-    future: asyncio.Future[np.ndarray]
+    future: asyncio.Future[Served]
     loop: asyncio.AbstractEventLoop
     enqueued: float
 
@@ -83,7 +136,7 @@ class InferenceEngine:
     ) -> None:
         self.model = model
         self.config = config or EngineConfig()
-        self.stats = EngineStats()
+        self._stats = EngineStats()
         self._is_oom = is_oom or _is_cuda_oom
         self._observer = observer
         self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=self.config.max_queue + 1)
@@ -92,6 +145,7 @@ class InferenceEngine:
         self._closed = False
         self._recent: deque[tuple[float, float]] = deque()  # (end, seconds) of model calls
         self._recent_lock = threading.Lock()
+        self._pad = pads_batches(self.config, str(getattr(model, "device", "cpu")))
 
     @property
     def load(self) -> float:
@@ -111,6 +165,10 @@ class InferenceEngine:
     @property
     def queue_depth(self) -> int:
         return self._queue.qsize()
+
+    @property
+    def stats(self) -> EngineStats:
+        return self._stats
 
     async def start(self) -> None:
         if self._thread is not None:
@@ -137,11 +195,15 @@ class InferenceEngine:
 
     async def infer(self, samples: np.ndarray) -> np.ndarray:
         """(frames, vocab) log-probabilities for one window; waits while the queue is full."""
+        return (await self.infer_timed(samples)).logprobs
+
+    async def infer_timed(self, samples: np.ndarray) -> Served:
+        """:meth:`infer` plus the size and duration of the batch that served the window."""
         if self._closed or self._slots is None:
             raise EngineClosed("inference engine is not running")
         await self._slots.acquire()
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[np.ndarray] = loop.create_future()
+        future: asyncio.Future[Served] = loop.create_future()
         future.add_done_callback(lambda _: self._release())
         if self._closed:
             future.cancel()
@@ -182,6 +244,7 @@ class InferenceEngine:
 
     def _run(self, jobs: list[_Job]) -> None:
         live = [j for j in jobs if not j.future.cancelled()]
+        self._stats.gathers += 1
         groups: dict[int, list[_Job]] = defaultdict(list)
         for job in live:
             groups[job.samples.size].append(job)
@@ -190,8 +253,12 @@ class InferenceEngine:
 
     def _run_group(self, group: list[_Job]) -> None:
         began = time.perf_counter()
+        batch = np.stack([j.samples for j in group])
+        if self._pad and padded_batch(len(group)) > len(group):
+            silent = np.zeros((padded_batch(len(group)) - len(group), batch.shape[1]), batch.dtype)
+            batch = np.concatenate([batch, silent])
         try:
-            outputs = self.model.infer(np.stack([j.samples for j in group]))
+            outputs = self.model.infer(batch)
         except Exception as exc:
             if self._is_oom(exc) and len(group) > 1:
                 log.warning("out of memory on a batch of %d; retrying in halves", len(group))
@@ -201,29 +268,29 @@ class InferenceEngine:
                 self._run_group(group[half:])
                 return
             log.exception("inference failed for a batch of %d windows", len(group))
-            self.stats.failed_requests += len(group)
+            self._stats.failed_requests += len(group)
             for job in group:
                 _resolve(job, None, InferenceError(f"{type(exc).__name__}: {exc}"))
             return
         elapsed = time.perf_counter() - began
-        self.stats.batches += 1
-        self.stats.requests += len(group)
-        self.stats.batch_sizes[len(group)] += 1
-        self.stats.audio_samples += sum(j.samples.size for j in group)
-        self.stats.busy_seconds += elapsed
-        self.stats.last_batch_ms = elapsed * 1000
+        self._stats.batches += 1
+        self._stats.requests += len(group)
+        self._stats.batch_sizes[len(group)] += 1
+        self._stats.audio_samples += sum(j.samples.size for j in group)
+        self._stats.busy_seconds += elapsed
+        self._stats.last_batch_ms = elapsed * 1000
         with self._recent_lock:
             self._recent.append((began + elapsed, elapsed))
             while self._recent[0][0] < began - LOAD_WINDOW_S:
                 self._recent.popleft()
+        done = time.perf_counter()
         for job, output in zip(group, outputs):
-            _resolve(job, output, None)
+            _resolve(job, Served(output, len(group), elapsed, done - job.enqueued), None)
         if self._observer is not None:
-            done = time.perf_counter()
             self._observer(len(group), elapsed, [done - j.enqueued for j in group])
 
 
-def _resolve(job: _Job, value: np.ndarray | None, error: BaseException | None) -> None:
+def _resolve(job: _Job, value: Served | None, error: BaseException | None) -> None:
     def settle() -> None:
         if job.future.done():
             return

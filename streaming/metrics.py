@@ -44,7 +44,13 @@ class Metrics:
         self.engine_load = Gauge(
             "streaming_engine_load", "Fraction of the last 5 s the model was busy", registry=r
         )
+        # Under --shared-engine a worker counts its windows' share of each model call
+        # (1/batch), so the sum over workers is the inference process's total.
         self.batches = Counter("streaming_engine_batches", "Model calls", registry=r)
+        self.windows = Counter("streaming_engine_windows", "Windows through the model", registry=r)
+        self.busy_seconds = Counter(
+            "streaming_engine_busy_seconds", "Seconds the model ran", registry=r
+        )
         self.batch_size = Histogram(
             "streaming_engine_batch_size",
             "Windows per model call",
@@ -73,10 +79,25 @@ class Metrics:
     def observe_batch(self, size: int, seconds: float, waits: list[float]) -> None:
         """Called by the engine's worker thread after every model call."""
         self.batches.inc()
+        self.windows.inc(size)
+        self.busy_seconds.inc(seconds)
         self.batch_size.observe(size)
         self.batch_seconds.observe(seconds)
         for wait in waits:
             self.window_seconds.observe(wait)
+
+    def observe_shared(self, size: int, seconds: float, wait: float) -> None:
+        """A window served by the shared inference process in a call of ``size`` windows.
+
+        The batch histograms then count windows, each with the size and duration of the
+        call that served it; the counters add this window's share of the call.
+        """
+        self.batches.inc(1 / size)
+        self.windows.inc()
+        self.busy_seconds.inc(seconds / size)
+        self.batch_size.observe(size)
+        self.batch_seconds.observe(seconds)
+        self.window_seconds.observe(wait)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -67,6 +67,21 @@ def pick_dtype(requested: str, device: str) -> str:
     return requested
 
 
+@dataclass(frozen=True)
+class ModelInfo:
+    """What sessions and the server need to know about a model, without its weights.
+
+    Picklable: a worker of the shared inference process receives it from that process.
+    """
+
+    name: str
+    vocab: CtcVocab
+    geometry: FrameGeometry
+    device: str
+    dtype: str
+    parameters: int
+
+
 @dataclass
 class LoadedModel:
     """A ready-to-run model plus what the streaming logic needs to know about it."""
@@ -79,6 +94,12 @@ class LoadedModel:
     dtype: str
     normalize: bool
     parameters: int
+
+    @property
+    def info(self) -> ModelInfo:
+        return ModelInfo(
+            self.name, self.vocab, self.geometry, self.device, self.dtype, self.parameters
+        )
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """(batch, samples) float32 → (batch, frames, vocab) float32 log-probabilities.
@@ -98,11 +119,13 @@ class LoadedModel:
             logprobs = torch.log_softmax(logits.float(), dim=-1)
         return np.asarray(logprobs.cpu().numpy(), dtype=np.float32)
 
-    def warm_up(self, lengths: list[int]) -> float:
-        """Run each window length once so the first user does not pay for lazy init."""
+    def warm_up(self, lengths: list[int], batches: list[int] | None = None) -> float:
+        """Run each window length (at each batch size) once, so that the first users do
+        not pay for lazy initialisation or a GPU's per-shape plans."""
         began = time.perf_counter()
         for length in lengths:
-            self.infer(np.zeros((1, length), dtype=np.float32))
+            for batch in batches or [1]:
+                self.infer(np.zeros((batch, length), dtype=np.float32))
         return time.perf_counter() - began
 
 
@@ -154,6 +177,16 @@ def load_model(config: ModelConfig, *, threads: int | None = None) -> LoadedMode
             f"only {MODEL_SAMPLE_RATE} Hz models are supported"
         )
     model.eval().to(device)
+    if device.startswith("cuda") and hasattr(torch.backends.cuda, "enable_cudnn_sdp"):
+        # cuDNN's attention builds a graph for every new (batch, length): 3 ms per layer
+        # per new shape on an H200, which a streaming batch mix hits on most calls.
+        # Flash / memory-efficient attention have no per-shape cost.
+        torch.backends.cuda.enable_cudnn_sdp(False)
+    if device.startswith("cuda") and config.cudnn == "off":
+        # Process-wide: the model's process is the one that runs it (the server, or the
+        # shared inference process).
+        torch.backends.cudnn.enabled = False
+        log.info("cuDNN off: convolutions use PyTorch's own CUDA kernels")
     vocab = CtcVocab.from_vocab(
         tokenizer.get_vocab(),
         blank=tokenizer.pad_token,

@@ -25,13 +25,14 @@ from websockets.http11 import Request, Response
 from . import compat
 from .config import MODEL_SAMPLE_RATE, ServerConfig
 from .connection import ConnectionContext, Endpoint, StreamConnection
-from .engine import LOAD_WINDOW_S, InferenceEngine
+from .engine import LOAD_WINDOW_S, Engine, InferenceEngine, warmup_batches
 from .metrics import Metrics
-from .model import LoadedModel, load_model, resolve_model
+from .model import LoadedModel, ModelInfo, load_model, resolve_model
 from .rescoring import FinalRescorer, build_rescorer
 from .security import presented_token, redacting_logger, server_tls_context, token_allowed
 from .session import Session
-from .windowing import WindowPlanner
+from .shared_engine import SharedEngineClient
+from .windowing import warmup_lengths
 
 log = logging.getLogger(__name__)
 
@@ -55,14 +56,19 @@ class Server:
         model: LoadedModel | None = None,
         rescorer: FinalRescorer | None = None,
         worker: int = 0,
+        engine_address: str | None = None,
     ) -> None:
         """``model`` and ``rescorer`` (LM finals) are loaded from ``config`` when not given;
-        ``worker`` is this process's index under ``--workers`` (reported by /health)."""
+        ``worker`` is this process's index under ``--workers`` (reported by /health);
+        ``engine_address`` is the shared inference process's socket (``--shared-engine``),
+        which then runs the model instead of this process."""
         config.validate()
         self.config = config
         self.worker = worker
         self.model = model
-        self.engine: InferenceEngine | None = None
+        self.info: ModelInfo | None = model.info if model is not None else None
+        self.engine_address = engine_address
+        self.engine: Engine | None = None
         self.rescorer = rescorer
         self._ws: WsServer | None = None
         self._connections: set[Endpoint] = set()
@@ -84,22 +90,25 @@ class Server:
         """Load the model, start the engine and serve: on ``sock`` when given (a listening
         socket shared by ``--workers`` processes; host and port then come from it), else on
         the configured host and port."""
-        if self.model is None:
-            self.model = await asyncio.to_thread(
-                load_model, self.config.model, threads=self.config.engine.threads
+        if self.engine_address is not None:
+            client = SharedEngineClient(
+                self.engine_address, self.config.engine, observer=self.metrics.observe_shared
             )
+            self.info = await client.start()
+            self.engine = client
+        else:
+            if self.model is None:
+                self.model = await asyncio.to_thread(
+                    load_model, self.config.model, threads=self.config.engine.threads
+                )
+            self.info = self.model.info
         if self.config.lm.enabled and self.rescorer is None:
             source = resolve_model(self.config.model.name)
             self.rescorer = await asyncio.to_thread(
-                build_rescorer, self.config.lm, self.model.vocab, source
+                build_rescorer, self.config.lm, self.info.vocab, source
             )
-        if self.config.model.warmup:
-            seconds = await asyncio.to_thread(self.model.warm_up, self._warmup_lengths())
-            log.info("warm-up done in %.2f s", seconds)
-        self.engine = InferenceEngine(
-            self.model, self.config.engine, observer=self.metrics.observe_batch
-        )
-        await self.engine.start()
+        if self.engine is None:
+            await self._start_engine()
         tls = self.config.tls_cert_file
         origins = self.config.allowed_origins
         self._ws = await serve(
@@ -117,6 +126,20 @@ class Server:
             logger=redacting_logger(),
         )
         log.info("listening on %s", self.url)
+
+    async def _start_engine(self) -> None:
+        """The in-process engine, after a warm-up run of each window length."""
+        assert self.model is not None
+        if self.config.model.warmup:
+            lengths = warmup_lengths(self.config.window, self.model.geometry, MODEL_SAMPLE_RATE)
+            batches = warmup_batches(self.config.engine, self.model.device)
+            seconds = await asyncio.to_thread(self.model.warm_up, lengths, batches)
+            log.info("warm-up done in %.2f s (%d shapes)", seconds, len(lengths) * len(batches))
+        engine = InferenceEngine(
+            self.model, self.config.engine, observer=self.metrics.observe_batch
+        )
+        await engine.start()
+        self.engine = engine
 
     async def shutdown(self, grace: float | None = None) -> None:
         """Stop accepting, finalize every open utterance, send finals, close with 1001."""
@@ -237,12 +260,13 @@ class Server:
             "worker": self.worker,
             "pid": os.getpid(),
             "model": self.config.model.name,
-            "device": self.model.device if self.model else None,
+            "device": self.info.device if self.info else None,
+            "shared_engine": self.engine_address is not None,
             "sessions": len(self._connections),
             "max_sessions": self.config.max_sessions,
             "queue_depth": engine.queue_depth if engine else 0,
             "engine_load": round(engine.load, 3) if engine else 0.0,
-            "batches": engine.stats.batches if engine else 0,
+            "batches": round(engine.stats.batches, 2) if engine else 0,
             "mean_batch": round(engine.stats.mean_batch, 2) if engine else 0.0,
             "lm": self.config.lm.path,
             "lm_finals": self.rescorer.decoded if self.rescorer else 0,
@@ -251,11 +275,11 @@ class Server:
     # -- websocket ------------------------------------------------------------------
 
     async def _handle(self, ws: ServerConnection) -> None:
-        assert self.model is not None and self.engine is not None
+        assert self.info is not None and self.engine is not None
         session_id = uuid.uuid4().hex[:12]
         session = Session(
-            self.model.vocab,
-            self.model.geometry,
+            self.info.vocab,
+            self.info.geometry,
             self.config.vad,
             self.config.window,
             rescore_finals=self.rescorer is not None,
@@ -292,12 +316,6 @@ class Server:
         finally:
             self._connections.discard(connection)
             self.metrics.sessions_active.labels(path).dec()
-
-    def _warmup_lengths(self) -> list[int]:
-        """The first window of an utterance and the steady-state window."""
-        assert self.model is not None
-        planner = WindowPlanner(self.config.window, self.model.geometry, MODEL_SAMPLE_RATE)
-        return [planner.chunk + planner.right, planner.steady_length]
 
 
 def server_url(config: ServerConfig, port: int) -> str:

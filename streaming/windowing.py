@@ -93,3 +93,10 @@ class WindowPlanner:
         return WindowPlan(
             start, centre_end + self.right, stable_frames, centre_end // stride, False
         )
+
+
+def warmup_lengths(config: WindowConfig, geometry: FrameGeometry, sample_rate: int) -> list[int]:
+    """The window lengths worth running once at start-up: an utterance's first window and
+    the steady-state one (so the first user does not pay for lazy initialisation)."""
+    planner = WindowPlanner(config, geometry, sample_rate)
+    return [planner.chunk + planner.right, planner.steady_length]

@@ -12,6 +12,11 @@ where ``SO_REUSEPORT`` is missing. The parent only supervises: it announces read
 every worker serves, turns SIGTERM/SIGINT into a graceful stop of every worker, and
 restarts a worker that dies.
 
+With ``--shared-engine`` the parent first starts one more child, the inference process
+(:mod:`streaming.shared_engine`), and the workers send it their windows instead of loading
+a model each; it is restarted like a worker if it dies, and stopped after the workers so
+that their last utterances are still decoded.
+
 Children are spawned, not forked: CUDA must not be initialised before a fork, and a child
 must not inherit the parent's event loop or threads.
 """
@@ -23,9 +28,11 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 from collections import deque
 from collections.abc import Callable
@@ -38,6 +45,7 @@ from typing import Literal
 from .config import ServerConfig
 from .errors import ModelLoadError
 from .server import Server, server_url
+from .shared_engine import EngineHost, engine_address
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +53,7 @@ RESTART_LIMIT = 5  # restarts allowed within RESTART_WINDOW_S before the parent 
 RESTART_WINDOW_S = 60.0
 STOP_MARGIN_S = 5.0  # beyond a worker's own shutdown time, before it is killed
 PARENT_CHECK_S = 1.0
+ENGINE = -1  # the index of the shared inference process among the children
 
 
 class WorkersFailed(Exception):
@@ -71,6 +80,10 @@ class _Worker:
     process: BaseProcess
     reports: Connection | None  # None once the worker closed its end
     ready: bool = False
+
+    @property
+    def label(self) -> str:
+        return "the inference process" if self.index == ENGINE else f"worker {self.index}"
 
 
 def reuse_port_supported() -> bool:
@@ -151,6 +164,8 @@ class _Supervisor:
         self._log_level = log_level
         self._context = multiprocessing.get_context("spawn")
         self._workers: dict[int, _Worker] = {}
+        self._engine: _Worker | None = None
+        self._engine_dir: str | None = None
         self._restarts: deque[float] = deque()
         self._signals: list[int] = []
 
@@ -162,11 +177,17 @@ class _Supervisor:
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         previous_fd = signal.set_wakeup_fd(waker.fileno(), warn_on_full_buffer=False)
         try:
+            if self._config.shared_engine:
+                self._engine_dir = tempfile.mkdtemp(prefix="streaming-engine-")  # mode 0700
+                self._start_engine()
+                if not self._await_engine(wake):
+                    return
             for index in range(self._config.workers):
                 self._start(index)
             self._supervise(wake, on_ready)
         finally:
             self._stop(wake)
+            self._stop_engine()
             signal.set_wakeup_fd(previous_fd)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -176,11 +197,75 @@ class _Supervisor:
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self._signals.append(signum)
 
+    @property
+    def _address(self) -> str | None:
+        return engine_address(self._engine_dir) if self._engine_dir else None
+
+    def _start_engine(self) -> None:
+        assert self._address is not None
+        receive, send = self._context.Pipe(duplex=False)
+        process = self._context.Process(
+            target=_engine_main,
+            args=(self._address, self._config, send, self._log_level, os.getpid()),
+            name="streaming-engine",
+        )
+        process.start()
+        send.close()
+        self._engine = _Worker(ENGINE, process, receive)
+        log.info("started the inference process (pid %s)", process.pid)
+
+    def _await_engine(self, wake: socket.socket) -> bool:
+        """Until the inference process serves (True) or a signal came (False); raises
+        :class:`WorkersFailed` if it cannot load the model."""
+        engine = self._engine
+        assert engine is not None
+        while not self._signals:
+            pipe = [engine.reports] if engine.reports is not None else []
+            ready = wait([wake, engine.process.sentinel, *pipe])
+            _drain(wake)
+            self._read_reports(engine, False)
+            if engine.ready:
+                return True
+            if engine.process.sentinel in ready:
+                engine.process.join()
+                raise WorkersFailed(
+                    f"the inference process exited with code {engine.process.exitcode} "
+                    "before serving"
+                )
+        return False
+
+    def _stop_engine(self) -> None:
+        """After the workers: SIGTERM, then kill if it outlives its grace period."""
+        engine = self._engine
+        if engine is not None:
+            if engine.process.is_alive():
+                engine.process.terminate()
+                engine.process.join(self._config.shutdown_grace_s + STOP_MARGIN_S)
+                if engine.process.is_alive():
+                    log.warning("the inference process did not stop in time; killing it")
+                    engine.process.kill()
+            engine.process.join()
+            if engine.reports is not None:
+                engine.reports.close()
+        if self._engine_dir is not None:
+            shutil.rmtree(self._engine_dir, ignore_errors=True)
+
     def _start(self, index: int) -> None:
+        if index == ENGINE:
+            self._start_engine()
+            return
         receive, send = self._context.Pipe(duplex=False)
         process = self._context.Process(
             target=_worker_main,
-            args=(index, self._sock, self._config, send, self._log_level, os.getpid()),
+            args=(
+                index,
+                self._sock,
+                self._config,
+                send,
+                self._log_level,
+                os.getpid(),
+                self._address,
+            ),
             name=f"streaming-worker-{index}",
         )
         process.start()
@@ -192,8 +277,9 @@ class _Supervisor:
         """Until a signal: announce readiness, and restart workers that die once serving."""
         announced = False
         while not self._signals:
-            by_pipe = {w.reports: w for w in self._workers.values() if w.reports is not None}
-            by_sentinel = {w.process.sentinel: w for w in self._workers.values()}
+            children = [*self._workers.values(), *([self._engine] if self._engine else [])]
+            by_pipe = {w.reports: w for w in children if w.reports is not None}
+            by_sentinel = {w.process.sentinel: w for w in children}
             ready = wait([wake, *by_pipe, *by_sentinel])
             _drain(wake)
             for pipe, worker in by_pipe.items():
@@ -219,21 +305,21 @@ class _Supervisor:
             if report.kind == "ready":
                 worker.ready = True
                 if announced:
-                    log.info("worker %d (pid %d) serving again", worker.index, report.pid)
+                    log.info("%s (pid %d) serving again", worker.label, report.pid)
             elif not announced:
                 raise WorkersFailed(report.message, report.exit_code)
             else:
-                log.error("worker %d could not start: %s", worker.index, report.message)
+                log.error("%s could not start: %s", worker.label, report.message)
 
     def _died(self, worker: _Worker, announced: bool) -> None:
         """A worker exited without being asked to: fatal during start-up, else restarted."""
         worker.process.join()
         code = worker.process.exitcode
         if not announced:
-            raise WorkersFailed(f"worker {worker.index} exited with code {code} before serving")
+            raise WorkersFailed(f"{worker.label} exited with code {code} before serving")
         log.error(
-            "worker %d (pid %s) exited unexpectedly with code %s",
-            worker.index,
+            "%s (pid %s) exited unexpectedly with code %s",
+            worker.label,
             worker.process.pid,
             code,
         )
@@ -296,6 +382,7 @@ def _worker_main(
     reports: Connection,
     log_level: str,
     parent_pid: int,
+    engine_address: str | None = None,
 ) -> None:
     """Entry point of a worker process: the ordinary server, on the parent's socket."""
     # Ctrl-C in a terminal reaches the whole process group; the parent turns it into the
@@ -307,7 +394,7 @@ def _worker_main(
 
     setup_logging(log_level, prefix=f"[worker {index}] ")
     try:
-        asyncio.run(_serve(index, sock, config, reports, parent_pid))
+        asyncio.run(_serve(index, sock, config, reports, parent_pid, engine_address))
     except ModelLoadError as exc:
         _report_failure(reports, str(exc), 2)
     except Exception as exc:
@@ -324,9 +411,14 @@ def _report_failure(reports: Connection, message: str, exit_code: int) -> None:
 
 
 async def _serve(
-    index: int, sock: socket.socket, config: ServerConfig, reports: Connection, parent_pid: int
+    index: int,
+    sock: socket.socket,
+    config: ServerConfig,
+    reports: Connection,
+    parent_pid: int,
+    engine_address: str | None,
 ) -> None:
-    server = Server(config, worker=index)
+    server = Server(config, worker=index, engine_address=engine_address)
     await server.start(sock=worker_socket(sock))
     # Before this, SIGTERM's default action ends a worker still loading: nothing to finalize.
     stop = asyncio.Event()
@@ -337,6 +429,41 @@ async def _serve(
         await server.serve_forever(stop)
     finally:
         orphaned.cancel()
+
+
+def _engine_main(
+    address: str, config: ServerConfig, reports: Connection, log_level: str, parent_pid: int
+) -> None:
+    """Entry point of the shared inference process (``--shared-engine``)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from .__main__ import setup_logging
+
+    setup_logging(log_level, prefix="[engine] ")
+    try:
+        asyncio.run(_run_engine(address, config, reports, parent_pid))
+    except ModelLoadError as exc:
+        _report_failure(reports, str(exc), 2)
+    except Exception as exc:
+        log.exception("the inference process failed")
+        _report_failure(reports, f"inference process: {exc}", 1)
+    finally:
+        reports.close()
+
+
+async def _run_engine(
+    address: str, config: ServerConfig, reports: Connection, parent_pid: int
+) -> None:
+    host = EngineHost(config, address)
+    await host.start()
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    reports.send(_Report("ready", os.getpid()))
+    orphaned = asyncio.create_task(_stop_when_orphaned(parent_pid, stop))
+    try:
+        await stop.wait()
+    finally:
+        orphaned.cancel()
+        await host.stop()
 
 
 async def _stop_when_orphaned(parent_pid: int, stop: asyncio.Event) -> None:

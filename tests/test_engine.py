@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 
@@ -151,3 +152,48 @@ async def test_load_is_the_busy_fraction_of_the_recent_past_and_decays_when_idle
         assert engine.load >= 0.5  # >= 0.3 s busy in the last 0.5 s
         await asyncio.sleep(0.6)
         assert engine.load == 0.0
+
+
+async def test_padded_batches_reach_the_model_in_bucket_sizes_with_unchanged_outputs() -> None:
+    model = RecordingModel()
+    model.gate.clear()
+    config = EngineConfig(max_batch=8, batch_deadline_ms=50, pad_batches="on")
+    async with InferenceEngine(model, config) as engine:
+        rows = [np.full(100, i + 1, dtype=np.float32) for i in range(5)]
+        task = asyncio.ensure_future(infer_many(engine, rows))
+        await asyncio.sleep(0.1)
+        model.gate.set()
+        results = await task
+    assert [r[0][0] for r in results] == [1, 2, 3, 4, 5]  # type: ignore[index]
+    assert all(s[0] in engine_module.BATCH_BUCKETS for s in model.shapes), model.shapes
+    assert sum(engine.stats.batch_sizes.values()) == len(model.shapes)
+    assert engine.stats.requests == 5  # the silent rows are not windows
+
+
+async def test_batches_are_not_padded_for_a_model_on_the_cpu_by_default() -> None:
+    model = RecordingModel()  # no device attribute: treated as the CPU
+    model.gate.clear()
+    async with InferenceEngine(model, EngineConfig(max_batch=8, batch_deadline_ms=50)) as engine:
+        rows = [np.zeros(100, dtype=np.float32) for _ in range(3)]
+        task = asyncio.ensure_future(infer_many(engine, rows))
+        await asyncio.sleep(0.1)
+        model.gate.set()
+        await task
+    assert sum(s[0] for s in model.shapes) == 3
+
+
+def test_batch_buckets_at_most_double_a_batch_and_leave_big_ones_alone() -> None:
+    assert [engine_module.padded_batch(n) for n in (1, 3, 5, 17, 33, 65, 200)] == [
+        1,
+        4,
+        8,
+        24,
+        48,
+        96,
+        256,
+    ]
+    assert engine_module.padded_batch(1000) == 1000  # beyond the buckets: as it is
+    buckets = engine_module.BATCH_BUCKETS
+    assert all(b <= 2 * a for a, b in itertools.pairwise(buckets))
+    with pytest.raises(ValueError, match="pad batches"):
+        EngineConfig(pad_batches="yes").validate()

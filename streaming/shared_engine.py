@@ -1,0 +1,354 @@
+"""``--shared-engine``: one inference process batches the windows of every worker.
+
+Under ``--workers N`` each worker otherwise loads its own model and batches only its own
+streams. On an H200 with 8 workers that gave batches of 1.3-2.6 windows: every call paid
+the launch cost and 8 CUDA contexts time-sliced the GPU. With a shared engine the
+supervisor starts one more process, which loads the model once and runs the ordinary
+batching :class:`~streaming.engine.InferenceEngine` (:class:`EngineHost`); the workers keep
+the websockets, VAD, windowing and stabilizer, and send each window over a Unix socket
+(:class:`SharedEngineClient`, which the server uses like the in-process engine).
+
+Wire format, little-endian, spoken only between processes of one server:
+
+* on connect the engine sends ``<I`` length + the pickled :class:`~streaming.model.ModelInfo`
+  (pickle is safe here: the socket lives in a private 0700 folder of the supervisor);
+* request: ``<QI`` request id, sample count, then float32 samples;
+* reply: ``<QBHIHfffI`` request id, status, batch size, frame count (or error-message bytes),
+  vocabulary size, model seconds of the batch, seconds queued + run, engine load, queue
+  depth; then float32 log-probabilities (or the UTF-8 error message).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import pickle
+import struct
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from .config import MODEL_SAMPLE_RATE, EngineConfig, ServerConfig
+from .engine import (
+    EngineClosed,
+    EngineStats,
+    InferenceEngine,
+    InferenceError,
+    warmup_batches,
+)
+from .model import LoadedModel, ModelInfo, load_model
+from .windowing import warmup_lengths
+
+log = logging.getLogger(__name__)
+
+REQUEST = struct.Struct("<QI")
+REPLY = struct.Struct("<QBHIHfffI")
+HELLO = struct.Struct("<I")
+OK, FAILED, CLOSED = 0, 1, 2
+MAX_WINDOW_SAMPLES = 120 * MODEL_SAMPLE_RATE  # far above any window; guards a broken peer
+CONNECT_TIMEOUT_S = 30.0  # a worker waits this long for a restarting engine
+REPORT_S = 10.0  # how often the inference process logs its throughput
+
+# (batch size, model seconds, seconds queued + run) of one window, on the worker's loop.
+WindowObserver = Callable[[int, float, float], None]
+
+
+class EngineHost:
+    """The inference process's server: one model, one batching engine, one Unix socket."""
+
+    def __init__(
+        self, config: ServerConfig, address: str, *, model: LoadedModel | None = None
+    ) -> None:
+        self.config = config
+        self.address = address
+        self.model = model
+        self.engine: InferenceEngine | None = None
+        self._server: asyncio.AbstractServer | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._hello = b""
+        self._reporter: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        if self.model is None:
+            self.model = await asyncio.to_thread(
+                load_model, self.config.model, threads=self.config.engine.threads
+            )
+        model = self.model
+        if self.config.model.warmup:
+            lengths = warmup_lengths(self.config.window, model.geometry, MODEL_SAMPLE_RATE)
+            batches = warmup_batches(self.config.engine, model.device)
+            seconds = await asyncio.to_thread(model.warm_up, lengths, batches)
+            log.info("warm-up done in %.2f s (%d shapes)", seconds, len(lengths) * len(batches))
+        info = pickle.dumps(model.info)
+        self._hello = HELLO.pack(len(info)) + info
+        self.engine = InferenceEngine(model, self.config.engine)
+        await self.engine.start()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.address)  # left by an engine process that died
+        self._server = await asyncio.start_unix_server(self._serve, self.address)
+        self._reporter = asyncio.create_task(self._report())
+        log.info("shared inference engine serving on %s", self.address)
+
+    async def _report(self) -> None:
+        """Log throughput and batching while windows flow: how full the calls are, and how
+        many calls each batching round needed (one per distinct window length)."""
+        assert self.engine is not None
+        stats = self.engine.stats
+        last = (stats.requests, stats.batches, stats.gathers, stats.busy_seconds)
+        while True:
+            await asyncio.sleep(REPORT_S)
+            now = (stats.requests, stats.batches, stats.gathers, stats.busy_seconds)
+            windows, calls, gathers, busy = (b - a for a, b in zip(last, now))
+            last = now
+            if windows:
+                log.info(
+                    "%.0f windows/s in %.0f calls/s: %.1f windows per call, %.1f calls per "
+                    "round, model busy %.0f%%, queue %d",
+                    windows / REPORT_S,
+                    calls / REPORT_S,
+                    windows / max(calls, 1),
+                    calls / max(gathers, 1),
+                    100 * busy / REPORT_S,
+                    self.engine.queue_depth,
+                )
+
+    async def stop(self) -> None:
+        """Stop accepting, drop the workers' connections, finish queued windows."""
+        if self._reporter is not None:
+            self._reporter.cancel()
+        if self._server is not None:
+            self._server.close()
+        for writer in list(self._writers):
+            writer.close()
+        if self.engine is not None:
+            await self.engine.stop()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.address)
+        log.info("shared inference engine stopped")
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        answers: set[asyncio.Task[None]] = set()
+        try:
+            writer.write(self._hello)
+            while True:
+                request_id, count = REQUEST.unpack(await reader.readexactly(REQUEST.size))
+                if count > MAX_WINDOW_SAMPLES:
+                    log.error("a worker sent a %d-sample window; dropping its connection", count)
+                    return
+                samples = np.frombuffer(await reader.readexactly(4 * count), dtype=np.float32)
+                task = asyncio.create_task(self._answer(request_id, samples, writer))
+                answers.add(task)
+                task.add_done_callback(answers.discard)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass  # the worker stopped or died; its windows are nobody's any more
+        finally:
+            for task in answers:
+                task.cancel()
+            self._writers.discard(writer)
+            writer.close()
+
+    async def _answer(
+        self, request_id: int, samples: np.ndarray, writer: asyncio.StreamWriter
+    ) -> None:
+        engine = self.engine
+        assert engine is not None
+        try:
+            served = await engine.infer_timed(samples)
+        except (InferenceError, EngineClosed) as exc:
+            status = CLOSED if isinstance(exc, EngineClosed) else FAILED
+            message = str(exc).encode()
+            header = REPLY.pack(request_id, status, 0, len(message), 0, 0.0, 0.0, 0.0, 0)
+            writer.write(header + message)
+        else:
+            out = np.ascontiguousarray(served.logprobs, dtype=np.float32)
+            frames, cols = out.shape
+            header = REPLY.pack(
+                request_id,
+                OK,
+                served.batch,
+                frames,
+                cols,
+                served.model_s,
+                served.wait_s,
+                engine.load,
+                engine.queue_depth,
+            )
+            writer.write(header + out.tobytes())
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+
+
+class SharedEngineClient:
+    """A worker's side: the :class:`~streaming.engine.Engine` interface over the socket.
+
+    At most ``config.max_queue`` windows of this worker are in flight. If the engine
+    process goes away, windows in flight fail with :class:`InferenceError` (their sessions
+    get an error, not silence) and the next window reconnects, waiting up to
+    ``connect_timeout_s`` for the supervisor to restart it.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        config: EngineConfig | None = None,
+        *,
+        observer: WindowObserver | None = None,
+        connect_timeout_s: float = CONNECT_TIMEOUT_S,
+    ) -> None:
+        self.address = address
+        self.config = config or EngineConfig()
+        self.info: ModelInfo | None = None
+        self._observer = observer
+        self._connect_timeout_s = connect_timeout_s
+        self._stats = EngineStats()
+        self._load = 0.0
+        self._queue_depth = 0
+        self._ids = itertools.count()
+        self._pending: dict[int, asyncio.Future[np.ndarray]] = {}
+        self._slots: asyncio.Semaphore | None = None
+        self._connecting = asyncio.Lock()
+        self._writer: asyncio.StreamWriter | None = None
+        self._reader_task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @property
+    def load(self) -> float:
+        """The engine's busy fraction, as of its last reply."""
+        return self._load
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queue_depth
+
+    @property
+    def stats(self) -> EngineStats:
+        """This worker's windows; ``batches`` counts its share of each model call."""
+        return self._stats
+
+    async def start(self) -> ModelInfo:
+        """Connect (waiting for an engine that is still starting) and learn the model."""
+        self._slots = asyncio.Semaphore(self.config.max_queue)
+        await self._connect()
+        assert self.info is not None
+        return self.info
+
+    async def stop(self) -> None:
+        self._closed = True
+        self._disconnect(EngineClosed("inference engine is stopping"))
+
+    async def infer(self, samples: np.ndarray) -> np.ndarray:
+        """(frames, vocab) log-probabilities for one window, from the engine process."""
+        if self._closed or self._slots is None:
+            raise EngineClosed("inference engine is not running")
+        async with self._slots:
+            if self._writer is None:
+                await self._connect()
+            writer = self._writer
+            assert writer is not None
+            request_id = next(self._ids)
+            future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+            self._pending[request_id] = future
+            try:
+                data = np.ascontiguousarray(samples, dtype=np.float32)
+                writer.write(REQUEST.pack(request_id, data.size) + data.tobytes())
+                await writer.drain()
+                logprobs = await future
+            except ConnectionError as exc:
+                self._disconnect(_lost(exc))
+                raise _lost(exc) from exc
+            finally:
+                self._pending.pop(request_id, None)
+            self._stats.audio_samples += data.size
+            return logprobs
+
+    async def _connect(self) -> None:
+        async with self._connecting:
+            if self._writer is not None:
+                return
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self._connect_timeout_s
+            while True:
+                try:
+                    reader, writer = await asyncio.open_unix_connection(self.address)
+                    (size,) = HELLO.unpack(await reader.readexactly(HELLO.size))
+                    info = pickle.loads(await reader.readexactly(size))
+                    break
+                except (OSError, asyncio.IncompleteReadError) as exc:
+                    if self._closed or loop.time() >= deadline:
+                        raise InferenceError(
+                            f"the shared inference process at {self.address} is unavailable: {exc}"
+                        ) from exc
+                    await asyncio.sleep(0.1)
+            if not isinstance(info, ModelInfo):
+                writer.close()
+                raise InferenceError("the shared inference process sent no model description")
+            if self.info is None:
+                log.info("connected to the shared inference engine (%s)", info.device)
+            else:
+                log.warning("reconnected to the shared inference engine")
+            self.info = info
+            self._writer = writer
+            self._reader_task = asyncio.create_task(self._read(reader, writer))
+
+    async def _read(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                header = await reader.readexactly(REPLY.size)
+                request_id, status, batch, count, cols, model_s, wait_s, load, depth = REPLY.unpack(
+                    header
+                )
+                body = await reader.readexactly(count * cols * 4 if status == OK else count)
+                future = self._pending.get(request_id)
+                if status == OK:
+                    self._load, self._queue_depth = load, depth
+                    self._account(batch, model_s, wait_s, count * cols)
+                    if future is not None and not future.done():
+                        logprobs = np.frombuffer(body, dtype=np.float32).reshape(count, cols)
+                        future.set_result(logprobs)
+                elif future is not None and not future.done():
+                    self._stats.failed_requests += 1
+                    message = body.decode(errors="replace")
+                    future.set_exception(
+                        EngineClosed(message) if status == CLOSED else InferenceError(message)
+                    )
+        except (asyncio.IncompleteReadError, ConnectionError) as exc:
+            if writer is self._writer:
+                self._disconnect(_lost(exc))
+
+    def _account(self, batch: int, model_s: float, wait_s: float, outputs: int) -> None:
+        stats = self._stats
+        stats.requests += 1
+        stats.batches += 1 / max(batch, 1)
+        stats.busy_seconds += model_s / max(batch, 1)
+        stats.batch_sizes[batch] += 1
+        stats.last_batch_ms = model_s * 1000
+        if self._observer is not None:
+            self._observer(max(batch, 1), model_s, wait_s)
+
+    def _disconnect(self, error: Exception) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
+        if self._reader_task is not None and self._reader_task is not asyncio.current_task():
+            self._reader_task.cancel()
+        self._reader_task = None
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(error)
+        self._pending.clear()
+
+
+def _lost(exc: BaseException) -> InferenceError:
+    return InferenceError(
+        f"lost the shared inference process ({type(exc).__name__}); the next window reconnects"
+    )
+
+
+def engine_address(folder: str | Path) -> str:
+    """The socket path inside the supervisor's private folder."""
+    return str(Path(folder) / "engine.sock")

@@ -1,0 +1,222 @@
+"""``--shared-engine``: one inference process batches the windows of every worker.
+
+In-process: a real :class:`EngineHost` on a Unix socket with real models, real clients and
+a real server. Out of process: the real CLI with ``--workers 2 --shared-engine`` and the
+bundled tiny-en model, sentences spoken by espeak-ng.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from audio_fixtures import RATE, synthesize, to_s16
+from conftest import server_config
+from websockets.asyncio.client import connect
+from worker_support import (
+    ROOT,
+    SENTENCES,
+    SERVER,
+    START_TIMEOUT_S,
+    WorkerServer,
+    check_words,
+    health,
+    utterance,
+    workers_seen,
+)
+from wsclient import collect_until_close, of_type, recv_json, stream_pcm
+
+from streaming.__main__ import build_parser, config_from_args
+from streaming.config import EngineConfig
+from streaming.engine import InferenceError
+from streaming.model import LoadedModel
+from streaming.server import Server
+from streaming.shared_engine import EngineHost, SharedEngineClient, engine_address
+
+
+@pytest.fixture
+async def host(
+    tiny_model_dir: Path, tiny_model: LoadedModel, tmp_path: Path
+) -> AsyncIterator[EngineHost]:
+    # A long batching deadline, so windows from different clients meet in one batch.
+    config = server_config(tiny_model_dir, engine=EngineConfig(batch_deadline_ms=300))
+    running = EngineHost(config, engine_address(tmp_path), model=tiny_model)
+    await running.start()
+    yield running
+    await running.stop()
+
+
+def window(seconds: float, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal(int(seconds * RATE)).astype(np.float32)
+
+
+async def test_windows_from_two_workers_are_batched_together_and_match_the_model(
+    host: EngineHost, tiny_model: LoadedModel
+) -> None:
+    clients = [SharedEngineClient(host.address) for _ in range(2)]
+    infos = [await c.start() for c in clients]
+    assert infos[0] == tiny_model.info
+    samples = [window(1.0, 1), window(1.0, 2)]
+    outputs = await asyncio.gather(*(c.infer(s) for c, s in zip(clients, samples)))
+    assert host.engine is not None
+    assert dict(host.engine.stats.batch_sizes) == {2: 1}  # one call for both workers
+    expected = tiny_model.infer(np.stack(samples))
+    for output, reference in zip(outputs, expected):
+        np.testing.assert_allclose(output, reference, atol=1e-5)
+    for client in clients:
+        assert client.stats.requests == 1 and client.stats.batches == pytest.approx(0.5)
+        assert client.stats.audio_samples == RATE
+        await client.stop()
+
+
+async def test_a_worker_whose_engine_is_gone_gets_a_clear_error(host: EngineHost) -> None:
+    client = SharedEngineClient(host.address, connect_timeout_s=0.3)
+    await client.start()
+    await host.stop()
+    with pytest.raises(InferenceError, match="shared inference process"):
+        await client.infer(window(0.5, 3))
+    await client.stop()
+
+
+async def test_a_worker_reconnects_to_a_restarted_engine(
+    host: EngineHost, tiny_model_dir: Path, tiny_model: LoadedModel
+) -> None:
+    client = SharedEngineClient(host.address)
+    await client.start()
+    await host.stop()
+    restarted = EngineHost(host.config, host.address, model=tiny_model)
+    await restarted.start()
+    try:
+        output = await client.infer(window(0.5, 4))
+        assert output.shape[1] == len(tiny_model.vocab.tokens)
+    finally:
+        await client.stop()
+        await restarted.stop()
+
+
+async def test_a_server_on_the_shared_engine_sends_the_same_text_as_one_on_its_own(
+    host: EngineHost, tiny_model_dir: Path, tiny_model: LoadedModel
+) -> None:
+    pcm = to_s16(np.concatenate([np.zeros(RATE // 2, np.float32), synthesize(SENTENCES[0])]))
+    config = server_config(tiny_model_dir)
+    texts = []
+    for kwargs in ({"engine_address": host.address}, {"model": tiny_model}):
+        async with Server(config, **kwargs) as server:  # type: ignore[arg-type]
+            messages, code = await stream_pcm(server.url, pcm)
+            assert code == 1000
+            texts.append([m["text"] for m in of_type(messages, "final")])
+            assert server.health()["shared_engine"] == ("engine_address" in kwargs)
+    assert texts[0] == texts[1] and texts[0]
+
+
+def test_shared_engine_option_fills_the_config() -> None:
+    assert config_from_args(build_parser().parse_args([])).shared_engine is False
+    args = build_parser().parse_args(["--workers", "2", "--shared-engine"])
+    assert config_from_args(args).shared_engine is True
+
+
+# -- the real CLI ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerServer]:
+    server = WorkerServer(tmp_path_factory.mktemp("shared"), "--workers", "2", "--shared-engine")
+    yield server
+    assert server.stop() == 0
+
+
+def engine_pids(stderr: str) -> list[int]:
+    return [int(p) for p in re.findall(r"started the inference process \(pid (\d+)\)", stderr)]
+
+
+async def test_streams_on_both_workers_get_their_words_from_one_model(
+    pool: WorkerServer,
+) -> None:
+    references = SENTENCES * 3
+    audio = {sentence: utterance(sentence) for sentence in SENTENCES}
+    results = await asyncio.gather(
+        *(stream_pcm(pool.url, audio[reference], pace=0.01) for reference in references)
+    )
+    for (messages, code), reference in zip(results, references):
+        assert code == 1000
+        (final,) = of_type(messages, "final")
+        check_words(final["text"], reference)
+    loaded = [line for line in pool.stderr.splitlines() if "loaded model tiny-en" in line]
+    assert len(loaded) == 1 and "[engine] " in loaded[0]  # the workers load no weights
+    seen = workers_seen(pool.url, 2)
+    assert sorted(seen) == [0, 1]
+    assert all(health(pool.url)["shared_engine"] for _ in range(4))
+
+
+async def test_a_killed_inference_process_is_restarted_and_streams_work_again(
+    pool: WorkerServer,
+) -> None:
+    (first,) = engine_pids(pool.stderr)
+    os.kill(first, signal.SIGKILL)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while "the inference process (pid" not in pool.stderr or "serving again" not in pool.stderr:
+        assert time.monotonic() < deadline, "the inference process was not restarted"
+        await asyncio.sleep(0.2)
+    assert "exited unexpectedly with code -9" in pool.stderr
+    assert len(engine_pids(pool.stderr)) == 2
+    messages, code = await stream_pcm(pool.url, utterance(SENTENCES[1]), pace=0.01)
+    assert code == 1000
+    (final,) = of_type(messages, "final")
+    check_words(final["text"], SENTENCES[1])
+    assert pool.proc.poll() is None
+
+
+async def test_sigterm_mid_stream_decodes_the_open_utterance_before_the_engine_stops(
+    tmp_path: Path,
+) -> None:
+    server = WorkerServer(tmp_path, "--workers", "2", "--shared-engine", "--shutdown-grace-s", "5")
+    try:
+        async with connect(server.url) as ws:
+            await recv_json(ws)
+            await ws.send(utterance("this sentence is cut short by a server restart"))
+            while (await recv_json(ws))["type"] != "partial":
+                pass
+            server.proc.send_signal(signal.SIGTERM)
+            messages = await collect_until_close(ws, timeout=30)
+        finals = of_type(messages, "final")
+        assert len(finals) == 1 and finals[0]["reason"] == "shutdown"
+        assert finals[0]["text"]
+        assert ws.close_code == 1001
+        assert await asyncio.to_thread(server.proc.wait, 30) == 0
+        assert not of_type(messages, "error")
+    finally:
+        server.stop()
+
+
+def test_an_inference_process_that_cannot_load_the_model_fails_with_one_line() -> None:
+    result = subprocess.run(
+        [*SERVER, "--model", "/no/such/folder", "--port", "0", "--shared-engine"],
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT_S,
+        cwd=ROOT,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "streaming-server: error:" in line]
+    assert len(errors) == 1 and "does not exist" in errors[0]
+    assert "started worker" not in result.stderr  # no worker starts without an engine
+    assert "ready on" not in result.stdout
+
+
+def test_gpu_options_fill_the_config_with_safe_defaults() -> None:
+    default = config_from_args(build_parser().parse_args([]))
+    assert default.model.cudnn == "on" and default.engine.pad_batches == "auto"
+    args = build_parser().parse_args(["--cudnn", "off", "--pad-batches", "on"])
+    config = config_from_args(args)
+    assert config.model.cudnn == "off" and config.engine.pad_batches == "on"
+    config.validate()
