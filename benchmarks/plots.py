@@ -14,7 +14,7 @@ from benchmarks import common
 
 
 def plotter(benchmark: str) -> Any:
-    from benchmarks import accuracy, engine_throughput, live_load, peer, soak
+    from benchmarks import accuracy, engine_throughput, live_load, peer, shape_cost, soak
 
     return {
         "engine_throughput": engine_throughput.plot,
@@ -22,6 +22,7 @@ def plotter(benchmark: str) -> Any:
         "accuracy": accuracy.plot,
         "peer": peer.plot,
         "soak": soak.plot,
+        "shape_cost": shape_cost.plot,
     }[benchmark]
 
 
