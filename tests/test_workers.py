@@ -10,26 +10,24 @@ import asyncio
 import os
 import signal
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from websockets.asyncio.client import connect
 from worker_support import (
-    ROOT,
     SENTENCES,
-    SERVER,
     START_TIMEOUT_S,
     WorkerServer,
     check_words,
     health,
     parent_of,
+    sigterm_mid_utterance,
+    start_without_model,
     utterance,
     workers_seen,
 )
-from wsclient import collect_until_close, of_type, recv_json, stream_pcm
+from wsclient import of_type, stream_pcm
 
 from streaming import workers
 from streaming.__main__ import build_parser, config_from_args
@@ -86,39 +84,14 @@ def test_a_worker_that_dies_is_restarted_on_the_same_port(pool: WorkerServer) ->
 async def test_sigterm_mid_stream_still_sends_the_final_and_exits_0(tmp_path: Path) -> None:
     server = WorkerServer(tmp_path, "--workers", "2", "--shutdown-grace-s", "5")
     try:
-        async with connect(server.url) as ws:
-            await recv_json(ws)
-            # No "end": the utterance is still open when the server is told to stop.
-            await ws.send(utterance("this sentence is cut short by a server restart"))
-            while (await recv_json(ws))["type"] != "partial":
-                pass
-            server.proc.send_signal(signal.SIGTERM)
-            messages = await collect_until_close(ws, timeout=30)
-        finals = of_type(messages, "final")
-        assert len(finals) == 1 and finals[0]["reason"] == "shutdown"
-        assert finals[0]["text"]
-        assert ws.close_code == 1001
-        assert await asyncio.to_thread(server.proc.wait, 30) == 0  # raises if it takes longer
+        await sigterm_mid_utterance(server)
         assert "[worker 0] " in server.stderr and "[worker 1] " in server.stderr
     finally:
         server.stop()
 
 
 def test_a_worker_that_cannot_load_the_model_fails_the_server_with_one_line() -> None:
-    result = subprocess.run(
-        [*SERVER, "--model", "/no/such/folder", "--port", "0", "--workers", "2"],
-        capture_output=True,
-        text=True,
-        timeout=START_TIMEOUT_S,
-        cwd=ROOT,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )
-    assert result.returncode == 2
-    assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if "streaming-server: error:" in line]
-    assert len(errors) == 1 and errors[0].startswith("streaming-server: error: ")
-    assert "does not exist" in errors[0]
-    assert "ready on" not in result.stdout
+    start_without_model("--workers", "2")
 
 
 def test_workers_option_fills_the_config_and_must_be_at_least_one() -> None:

@@ -3,6 +3,7 @@ it says; shared by the worker and shared-engine tests."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -16,6 +17,8 @@ from typing import Any
 import numpy as np
 from audio_fixtures import RATE, synthesize, to_s16
 from compat_support import cer
+from websockets.asyncio.client import connect
+from wsclient import collect_until_close, of_type, recv_json
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVER = [sys.executable, "-m", "streaming"]
@@ -105,3 +108,42 @@ def check_words(text: str, reference: str) -> None:
 def utterance(sentence: str) -> bytes:
     lead = np.zeros(RATE // 2, dtype=np.float32)
     return to_s16(np.concatenate([lead, synthesize(sentence)]))
+
+
+def start_without_model(*args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI pointed at a missing model folder; asserts it failed at start with exactly
+    one ``streaming-server: error:`` line (no traceback, no ready line) that says so."""
+    result = subprocess.run(
+        [*SERVER, "--model", "/no/such/folder", "--port", "0", *args],
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT_S,
+        cwd=ROOT,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "streaming-server: error:" in line]
+    assert len(errors) == 1 and errors[0].startswith("streaming-server: error: ")
+    assert "does not exist" in errors[0]
+    assert "ready on" not in result.stdout
+    return result
+
+
+async def sigterm_mid_utterance(server: WorkerServer) -> list[dict[str, Any]]:
+    """SIGTERM while an utterance is open (no "end" sent); asserts the server still sends
+    that utterance's final (reason "shutdown"), closes with 1001 and exits 0. Returns every
+    message the client got."""
+    async with connect(server.url) as ws:
+        await recv_json(ws)
+        await ws.send(utterance("this sentence is cut short by a server restart"))
+        while (await recv_json(ws))["type"] != "partial":
+            pass
+        server.proc.send_signal(signal.SIGTERM)
+        messages = await collect_until_close(ws, timeout=30)
+    finals = of_type(messages, "final")
+    assert len(finals) == 1 and finals[0]["reason"] == "shutdown"
+    assert finals[0]["text"]
+    assert ws.close_code == 1001
+    assert await asyncio.to_thread(server.proc.wait, 30) == 0  # raises if it takes longer
+    return messages
