@@ -11,6 +11,7 @@ import asyncio
 import os
 import re
 import signal
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -81,6 +82,38 @@ async def test_a_worker_whose_engine_is_gone_gets_a_clear_error(host: EngineHost
     await host.stop()
     with pytest.raises(InferenceError, match="shared inference process"):
         await client.infer(window(0.5, 3))
+    await client.stop()
+
+
+class GatedModel:
+    """Holds every batch until ``gate`` is set: windows stay in flight."""
+
+    def __init__(self, model: LoadedModel) -> None:
+        self.model = model
+        self.device = model.device
+        self.gate = threading.Event()
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        self.gate.wait(10)
+        return self.model.infer(batch)
+
+
+async def test_windows_in_flight_when_the_engine_goes_away_fail_with_a_clear_error(
+    host: EngineHost, tiny_model: LoadedModel
+) -> None:
+    assert host.engine is not None
+    gated = GatedModel(tiny_model)
+    host.engine.model = gated
+    client = SharedEngineClient(host.address, connect_timeout_s=0.3)
+    await client.start()
+    pending = asyncio.ensure_future(client.infer(window(0.5, 5)))
+    while host.engine.queue_depth == 0 and not host.engine.stats.gathers:
+        await asyncio.sleep(0.01)
+    for writer in list(host._writers):  # the engine process dies: its sockets close
+        writer.close()
+    with pytest.raises(InferenceError, match="lost the shared inference process"):
+        await asyncio.wait_for(pending, 5)
+    gated.gate.set()
     await client.stop()
 
 
