@@ -108,13 +108,15 @@ class LoadedModel:
         """
         import torch
 
-        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
-        if self.normalize:
-            mean = x.mean(dim=1, keepdim=True)
-            var = x.var(dim=1, keepdim=True, unbiased=False)
-            x = (x - mean) / torch.sqrt(var + 1e-7)
-        x = x.to(self.device, dtype=_torch_dtype(self.dtype))
+        # Normalised in fp32 where the model runs: on a GPU this takes the mean/variance
+        # off the CPU (about 2.5 ms per call of 77 windows in the H200 profile).
+        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
         with torch.inference_mode():
+            if self.normalize:
+                mean = x.mean(dim=1, keepdim=True)
+                var = x.var(dim=1, keepdim=True, unbiased=False)
+                x = (x - mean) / torch.sqrt(var + 1e-7)
+            x = x.to(_torch_dtype(self.dtype))
             logits = self.model(x).logits
             logprobs = torch.log_softmax(logits.float(), dim=-1)
         return np.asarray(logprobs.cpu().numpy(), dtype=np.float32)
