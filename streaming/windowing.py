@@ -86,6 +86,7 @@ class WindowPlanner:
             if stable_frames >= total:
                 return None
             if available - stable_end <= self.max_chunks * self.chunk + self.right:
+                start = self._final_start(stable_end, available)
                 return WindowPlan(start, available, stable_frames, total, True)
         elif chunks < 1:
             return None
@@ -93,6 +94,19 @@ class WindowPlanner:
         return WindowPlan(
             start, centre_end + self.right, stable_frames, centre_end // stride, False
         )
+
+    def _final_start(self, stable_end: int, available: int) -> int:
+        """Where an utterance's last window starts: at least ``left`` before the unstable
+        part, moved further left (more real context, never padding) until the window is
+        ``left`` + a whole number of chunks long, plus the remainder of the utterance's
+        length below one frame. So final windows come in a dozen lengths instead of one
+        per 10 ms of utterance length, and batch with each other (on a GPU every new
+        window length costs a call of its own and a cuDNN plan)."""
+        stride = self.geometry.stride
+        unstable = max(available - stable_end, 0)
+        chunks = -(-unstable // self.chunk)
+        start = available - self.left - chunks * self.chunk
+        return max(0, start // stride * stride)
 
 
 def warmup_lengths(config: WindowConfig, geometry: FrameGeometry, sample_rate: int) -> list[int]:

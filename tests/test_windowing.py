@@ -70,6 +70,23 @@ def test_window_lengths_come_from_a_small_set_so_batches_bucket_well() -> None:
     assert set(lengths[filling:]) == {p.steady_length}
 
 
+def test_final_windows_come_in_a_few_lengths_with_at_least_the_usual_context() -> None:
+    p = planner()
+    lengths = set()
+    for stable in range(200, 260):  # utterances long past the left context
+        stable_end = stable * GEOMETRY.stride
+        for extra in range(p.right, p.max_chunks * p.chunk + p.right + 1, 160):
+            available = stable_end + extra  # utterance lengths in 10 ms steps
+            plan = p.next(stable, available, closed=True)
+            assert plan is not None and plan.final and plan.end == available
+            assert plan.start % GEOMETRY.stride == 0
+            assert plan.start <= stable_end - p.left  # never less context than usual
+            assert plan.length < p.left + p.chunk * (p.max_chunks + 2) + GEOMETRY.stride
+            lengths.add(plan.length)
+    # one per whole number of chunks × two sub-frame remainders, not one per 10 ms
+    assert len(lengths) <= 2 * (p.max_chunks + 2), sorted(lengths)
+
+
 def stitch(audio: np.ndarray, chunk_sizes: list[int], window: WindowConfig) -> Utterance:
     """Feed ``audio`` in chunks, running every due window with the receptive-field model."""
     model = ReceptiveFieldModel()
