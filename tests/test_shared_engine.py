@@ -25,6 +25,7 @@ from worker_support import (
     START_TIMEOUT_S,
     WorkerServer,
     check_words,
+    concurrent_streams_get_their_words,
     health,
     sigterm_mid_utterance,
     start_without_model,
@@ -171,15 +172,7 @@ def engine_pids(stderr: str) -> list[int]:
 async def test_streams_on_both_workers_get_their_words_from_one_model(
     pool: WorkerServer,
 ) -> None:
-    references = SENTENCES * 3
-    audio = {sentence: utterance(sentence) for sentence in SENTENCES}
-    results = await asyncio.gather(
-        *(stream_pcm(pool.url, audio[reference], pace=0.01) for reference in references)
-    )
-    for (messages, code), reference in zip(results, references):
-        assert code == 1000
-        (final,) = of_type(messages, "final")
-        check_words(final["text"], reference)
+    await concurrent_streams_get_their_words(pool.url)
     loaded = [line for line in pool.stderr.splitlines() if "loaded model tiny-en" in line]
     assert len(loaded) == 1 and "[engine] " in loaded[0]  # the workers load no weights
     seen = workers_seen(pool.url, 2)

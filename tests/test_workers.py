@@ -16,18 +16,15 @@ from pathlib import Path
 
 import pytest
 from worker_support import (
-    SENTENCES,
     START_TIMEOUT_S,
     WorkerServer,
-    check_words,
+    concurrent_streams_get_their_words,
     health,
     parent_of,
     sigterm_mid_utterance,
     start_without_model,
-    utterance,
     workers_seen,
 )
-from wsclient import of_type, stream_pcm
 
 from streaming import workers
 from streaming.__main__ import build_parser, config_from_args
@@ -43,15 +40,7 @@ def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerServer]:
 
 
 async def test_concurrent_streams_all_get_their_own_words(pool: WorkerServer) -> None:
-    references = SENTENCES * 3
-    audio = {sentence: utterance(sentence) for sentence in SENTENCES}
-    results = await asyncio.gather(
-        *(stream_pcm(pool.url, audio[reference], pace=0.01) for reference in references)
-    )
-    for (messages, code), reference in zip(results, references):
-        assert code == 1000
-        (final,) = of_type(messages, "final")
-        check_words(final["text"], reference)
+    await concurrent_streams_get_their_words(pool.url)
 
 
 def test_connections_are_spread_over_both_workers(pool: WorkerServer) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 from audio_fixtures import RATE, synthesize, to_s16
 from compat_support import cer
 from websockets.asyncio.client import connect
-from wsclient import collect_until_close, of_type, recv_json
+from wsclient import collect_until_close, of_type, recv_json, stream_pcm
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVER = [sys.executable, "-m", "streaming"]
@@ -147,3 +147,16 @@ async def sigterm_mid_utterance(server: WorkerServer) -> list[dict[str, Any]]:
     assert ws.close_code == 1001
     assert await asyncio.to_thread(server.proc.wait, 30) == 0  # raises if it takes longer
     return messages
+
+
+async def concurrent_streams_get_their_words(url: str) -> None:
+    """Six concurrent paced streams of the two sentences; each final has its own words."""
+    references = SENTENCES * 3
+    audio = {sentence: utterance(sentence) for sentence in SENTENCES}
+    results = await asyncio.gather(
+        *(stream_pcm(url, audio[reference], pace=0.01) for reference in references)
+    )
+    for (messages, code), reference in zip(results, references):
+        assert code == 1000
+        (final,) = of_type(messages, "final")
+        check_words(final["text"], reference)
