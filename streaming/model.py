@@ -243,9 +243,12 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
 
 
 def _load_weights(cls: Any, source: str, dtype: str, **kwargs: Any) -> Any:
-    """Prefer SDPA attention; fall back where the installed transformers lacks it."""
-    if dtype != "fp32":
-        kwargs["dtype" if _accepts_dtype_kwarg() else "torch_dtype"] = _torch_dtype(dtype)
+    """Prefer SDPA attention; fall back where the installed transformers lacks it.
+
+    The dtype is always explicit: transformers 5 defaults to the stored one, and the
+    bundled model stores fp16 weights (half the package) that must run as fp32 on a CPU.
+    """
+    kwargs["dtype" if _accepts_dtype_kwarg() else "torch_dtype"] = _torch_dtype(dtype)
     try:
         return cls.from_pretrained(source, attn_implementation="sdpa", **kwargs)
     except (ValueError, ImportError, TypeError):

@@ -83,6 +83,8 @@ class TrainConfig:
     init_step: int = 0
     rewarm_steps: int = 200
     cooldown_steps: int = 0
+    # Architecture changes on the way (``training.grow``), carried from card to card.
+    history: list[str] = dataclasses.field(default_factory=list)
     size: ModelSize = dataclasses.field(default_factory=ModelSize)
 
 
@@ -327,6 +329,12 @@ def card_progress(model_dir: Path) -> Progress:
     )
 
 
+def card_history(model_dir: Path) -> list[str]:
+    """The model card's ``Grown at step ...`` lines (``training.grow``), oldest first."""
+    card = (model_dir / "MODEL_CARD.md").read_text(encoding="utf-8")
+    return re.findall(r"^Grown at step .*$", card, re.MULTILINE)
+
+
 def warm_start(args: argparse.Namespace) -> tuple[Any, TrainConfig, Progress]:
     """Model, config and progress for a run that continues an exported model.
 
@@ -342,6 +350,7 @@ def warm_start(args: argparse.Namespace) -> tuple[Any, TrainConfig, Progress]:
         bf16=not args.no_bf16,
         init_step=prog.step,
         cooldown_steps=args.cooldown_steps,
+        history=card_history(args.init_from),
     )
     seed_everything(cfg.seed + prog.step)
     model = Wav2Vec2ForCTC.from_pretrained(args.init_from)
