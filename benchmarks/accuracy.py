@@ -113,12 +113,20 @@ def stability(run: common.SimulatedRun) -> tuple[int, int]:
 
 
 def run_setting(
-    model: Any, setting: Setting, audios: list[np.ndarray], refs: list[str], lm: Any = None
+    model: Any,
+    setting: Setting,
+    audios: list[np.ndarray],
+    refs: list[str],
+    lm: Any = None,
+    stream_context: str = "off",
 ) -> dict[str, Any]:
     from streaming.config import WindowConfig
 
     window = WindowConfig(
-        chunk_ms=setting.chunk, left_context_ms=setting.left, right_context_ms=setting.right
+        chunk_ms=setting.chunk,
+        left_context_ms=setting.left,
+        right_context_ms=setting.right,
+        stream_context=stream_context,
     )
     counts = common.ErrorCounts()
     trackers: list[Any] = []
@@ -298,7 +306,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     rows = []
     for setting in args.settings or grid(args.grid):
-        row = run_setting(model, setting, audios, refs, lm)
+        row = run_setting(model, setting, audios, refs, lm, args.stream_context)
+        row["stream_context"] = args.stream_context
         row["hf_pipeline"] = (
             hf_pipeline_wer(bench.source, setting, audios, refs) if args.hf else None
         )
@@ -435,6 +444,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=300.0,
         help="largest algorithmic p50 partial latency for a recommended default; the live"
         " server adds 20-130 ms of batching and model time (live target: 400 ms)",
+    )
+    p.add_argument(
+        "--stream-context",
+        choices=("on", "off"),
+        default="off",
+        help="the server's --stream-context: an utterance's first windows take left context "
+        "from the audio before it (here the padding silence); off is the CPU default",
     )
     p.add_argument("--dtype", default="fp32", help="fp32 or bf16 (CPU)")
     p.add_argument(

@@ -181,6 +181,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=d.window.right_context_ms,
         help="look-ahead after the chunk; its text is tentative (default: %(default)s)",
     )
+    w.add_argument(
+        "--stream-context",
+        choices=("auto", "on", "off"),
+        default=d.window.stream_context,
+        help="an utterance's first windows take their left context from the stream audio "
+        "before it, so they are as long as every other window instead of growing hop by hop "
+        "(on a GPU each distinct window length is a model call of its own per batching "
+        "round); auto = on for a CUDA device (default: %(default)s)",
+    )
 
     e = p.add_argument_group("inference engine")
     e.add_argument(
@@ -209,6 +218,16 @@ def build_parser() -> argparse.ArgumentParser:
         "32, 48, 64, 96, ...): outputs are unchanged and a GPU builds far fewer per-shape "
         "plans, for up to 1.8x compute per call (1.5x above 16); auto = on for a CUDA device "
         "(default: %(default)s)",
+    )
+    e.add_argument(
+        "--pad-lengths",
+        choices=("auto", "on", "off"),
+        default=d.engine.pad_lengths,
+        help="run a batching round's windows of different lengths as ONE model call, each "
+        "padded to the longest and masked (the outputs do not change), instead of one call "
+        "per length; only for models whose feature extractor takes an attention mask "
+        "(feat_extract_norm 'layer', e.g. tiny-en, wav2vec2-large-960h-lv60-self); auto = on "
+        "for such a model on a CUDA device (default: %(default)s)",
     )
 
     lm = p.add_argument_group(
@@ -351,11 +370,13 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
             chunk_ms=args.chunk_ms,
             left_context_ms=args.left_context_ms,
             right_context_ms=args.right_context_ms,
+            stream_context=args.stream_context,
         ),
         engine=EngineConfig(
             max_batch=args.max_batch,
             batch_deadline_ms=args.batch_deadline_ms,
             pad_batches=args.pad_batches,
+            pad_lengths=args.pad_lengths,
             threads=args.threads,
         ),
         lm=LmConfig(

@@ -59,6 +59,12 @@ class WindowConfig:
     left_context_ms: int = 1600
     right_context_ms: int = 480
     max_catchup_chunks: int = 8  # a late stream advances up to 1.92 s per model call
+    # Left context of an utterance's first windows taken from the stream audio before it
+    # (its silence, or the previous utterance), so they have the steady length instead of
+    # growing hop by hop: on a GPU every distinct window length is a model call of its own
+    # in each batching round. "auto": on for a CUDA device (the server resolves it), off
+    # on the CPU, where the longer first windows would only cost compute.
+    stream_context: str = "auto"
 
     def validate(self, frame_ms: int = 20) -> None:
         for name in ("chunk_ms", "left_context_ms", "right_context_ms"):
@@ -71,6 +77,16 @@ class WindowConfig:
             raise ValueError(f"right context must be at least {2 * frame_ms} ms")
         if self.max_catchup_chunks < 1:
             raise ValueError("max catch-up chunks must be >= 1")
+        if self.stream_context not in ("auto", "on", "off"):
+            raise ValueError("stream context must be auto, on or off")
+
+    def resolved(self, device: str) -> WindowConfig:
+        """This config with ``stream_context`` "auto" made "on" or "off" for ``device``."""
+        if self.stream_context != "auto":
+            return self
+        return dataclasses.replace(
+            self, stream_context="on" if device.startswith("cuda") else "off"
+        )
 
 
 @dataclass(frozen=True)
@@ -86,6 +102,12 @@ class EngineConfig:
     # instead of every count from 1 to max_batch (each new shape costs a cuDNN plan).
     # "auto": on for a model on a CUDA device, off on the CPU (where padding only costs).
     pad_batches: str = "auto"
+    # Pad every window of a batching round to the round's longest, with an attention mask,
+    # so the round is ONE model call instead of one per distinct window length. Exact only
+    # for models whose feature extractor takes an attention mask (feat_extract_norm
+    # "layer", e.g. the bundled tiny-en and wav2vec2-large-960h-lv60-self); others keep
+    # exact-length groups. "auto": on for such a model on a CUDA device.
+    pad_lengths: str = "auto"
 
     def validate(self) -> None:
         if self.max_batch < 1 or self.max_queue < 1:
@@ -96,6 +118,8 @@ class EngineConfig:
             raise ValueError("threads must be >= 1")
         if self.pad_batches not in ("auto", "on", "off"):
             raise ValueError("pad batches must be auto, on or off")
+        if self.pad_lengths not in ("auto", "on", "off"):
+            raise ValueError("pad lengths must be auto, on or off")
 
 
 @dataclass(frozen=True)

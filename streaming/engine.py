@@ -3,8 +3,9 @@
 Sessions ``await engine.infer(samples)``. Requests go to a bounded queue; the worker takes
 the first, waits at most ``batch_deadline_ms`` for more, groups them by exact length (so no
 padding ever changes an output), runs each group as one batch, and resolves the futures on
-the event loop. A failing batch fails only its own requests; CUDA out-of-memory retries
-the batch in halves.
+the event loop. For a model that takes an attention mask (``pad_lengths``), a round of
+mixed lengths is instead one call, each window padded to the longest and masked. A failing
+batch fails only its own requests; CUDA out-of-memory retries the batch in halves.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, cast
 
 import numpy as np
 
 from .config import EngineConfig
+from .errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +54,27 @@ def warmup_batches(config: EngineConfig, device: str) -> list[int]:
     return [b for b in BATCH_BUCKETS if b <= padded_batch(config.max_batch)]
 
 
+def pads_lengths(config: EngineConfig, device: str, masks_padding: bool) -> bool:
+    """Whether a round of mixed window lengths runs as one masked call (``pad_lengths``)."""
+    mode = config.pad_lengths
+    if mode == "on" and not masks_padding:
+        raise ModelLoadError(
+            "--pad-lengths on needs a model whose feature extractor takes an attention mask "
+            "(feat_extract_norm 'layer'); padding would change this model's outputs"
+        )
+    return masks_padding and (mode == "on" or (mode == "auto" and device.startswith("cuda")))
+
+
 class BatchModel(Protocol):
     def infer(self, batch: np.ndarray) -> np.ndarray: ...
+
+
+class RaggedBatchModel(BatchModel, Protocol):
+    """A model that can also run windows of different lengths in one masked call."""
+
+    masks_padding: bool
+
+    def infer_ragged(self, rows: list[np.ndarray], batch_rows: int = 0) -> list[np.ndarray]: ...
 
 
 # (batch size, model seconds, per-window seconds from enqueue to result), worker thread.
@@ -106,7 +127,7 @@ class EngineStats:
     failed_requests: int = 0
     audio_samples: int = 0
     busy_seconds: float = 0.0
-    gathers: int = 0  # batching rounds; each runs one model call per distinct window length
+    gathers: int = 0  # batching rounds: one model call per distinct window length, or one
     batch_sizes: dict[int, int] = field(default_factory=lambda: defaultdict(int))
     last_batch_ms: float = 0.0
 
@@ -145,7 +166,10 @@ class InferenceEngine:
         self._closed = False
         self._recent: deque[tuple[float, float]] = deque()  # (end, seconds) of model calls
         self._recent_lock = threading.Lock()
-        self._pad = pads_batches(self.config, str(getattr(model, "device", "cpu")))
+        device = str(getattr(model, "device", "cpu"))
+        self._pad = pads_batches(self.config, device)
+        masks = bool(getattr(model, "masks_padding", False))
+        self._ragged = pads_lengths(self.config, device, masks)
 
     @property
     def load(self) -> float:
@@ -245,27 +269,31 @@ class InferenceEngine:
     def _run(self, jobs: list[_Job]) -> None:
         live = [j for j in jobs if not j.future.cancelled()]
         self._stats.gathers += 1
+        if self._ragged and len({j.samples.size for j in live}) > 1:
+            self._run_group(live, ragged=True)
+            return
         groups: dict[int, list[_Job]] = defaultdict(list)
         for job in live:
             groups[job.samples.size].append(job)
         for group in groups.values():
             self._run_group(group)
 
-    def _run_group(self, group: list[_Job]) -> None:
+    def _run_group(self, group: list[_Job], ragged: bool = False) -> None:
         began = time.perf_counter()
-        batch = np.stack([j.samples for j in group])
-        if self._pad and padded_batch(len(group)) > len(group):
-            silent = np.zeros((padded_batch(len(group)) - len(group), batch.shape[1]), batch.dtype)
-            batch = np.concatenate([batch, silent])
+        rows = padded_batch(len(group)) if self._pad else len(group)
         try:
-            outputs = self.model.infer(batch)
+            if ragged:
+                model = cast(RaggedBatchModel, self.model)
+                outputs = model.infer_ragged([j.samples for j in group], rows)
+            else:
+                outputs = list(self.model.infer(self._stack(group, rows)))
         except Exception as exc:
             if self._is_oom(exc) and len(group) > 1:
                 log.warning("out of memory on a batch of %d; retrying in halves", len(group))
                 _empty_cuda_cache()
                 half = len(group) // 2
-                self._run_group(group[:half])
-                self._run_group(group[half:])
+                self._run_group(group[:half], ragged)
+                self._run_group(group[half:], ragged)
                 return
             log.exception("inference failed for a batch of %d windows", len(group))
             self._stats.failed_requests += len(group)
@@ -288,6 +316,15 @@ class InferenceEngine:
             _resolve(job, Served(output, len(group), elapsed, done - job.enqueued), None)
         if self._observer is not None:
             self._observer(len(group), elapsed, [done - j.enqueued for j in group])
+
+    @staticmethod
+    def _stack(group: list[_Job], rows: int) -> np.ndarray:
+        """One window per row, plus silent rows up to ``rows`` (batch padding)."""
+        batch = np.stack([j.samples for j in group])
+        if rows > len(group):
+            silent = np.zeros((rows - len(group), batch.shape[1]), batch.dtype)
+            batch = np.concatenate([batch, silent])
+        return batch
 
 
 def _resolve(job: _Job, value: Served | None, error: BaseException | None) -> None:

@@ -94,6 +94,10 @@ class LoadedModel:
     dtype: str
     normalize: bool
     parameters: int
+    # Padding with an attention mask leaves the valid frames' outputs unchanged (checked in
+    # tests): true for a layer-norm feature extractor that takes the mask, not for the
+    # group-norm one of wav2vec2-base, whose normalisation spans the padded time axis.
+    masks_padding: bool = False
 
     @property
     def info(self) -> ModelInfo:
@@ -120,6 +124,43 @@ class LoadedModel:
             logits = self.model(x).logits
             logprobs = torch.log_softmax(logits.float(), dim=-1)
         return np.asarray(logprobs.cpu().numpy(), dtype=np.float32)
+
+    def infer_ragged(self, rows: list[np.ndarray], batch_rows: int = 0) -> list[np.ndarray]:
+        """Windows of different lengths in ONE call: each row is zero-padded to the longest
+        and masked; returns each row's own (frames, vocab) log-probabilities.
+
+        ``batch_rows`` > ``len(rows)`` adds silent rows (batch padding). Only for a model
+        with :attr:`masks_padding`; there the outputs match one call per length.
+        """
+        import torch
+
+        if not self.masks_padding:
+            raise ValueError(f"model {self.name!r} cannot take padded windows (no attention mask)")
+        lengths = [row.size for row in rows]
+        width = max(lengths)
+        height = max(batch_rows, len(rows))
+        padded = np.zeros((height, width), dtype=np.float32)
+        mask = np.zeros((height, width), dtype=np.int64)
+        for i, row in enumerate(rows):
+            padded[i, : row.size] = row
+            mask[i, : row.size] = 1
+        mask[len(rows) :] = 1  # silent rows: a full window of zeros, as batch padding uses
+        x = torch.from_numpy(padded).to(self.device)
+        m = torch.from_numpy(mask).to(self.device)
+        with torch.inference_mode():
+            if self.normalize:  # over each row's own samples only
+                valid = m.to(torch.float32)
+                count = valid.sum(dim=1, keepdim=True)
+                mean = x.sum(dim=1, keepdim=True) / count
+                var = (((x - mean) * valid) ** 2).sum(dim=1, keepdim=True) / count
+                x = (x - mean) / torch.sqrt(var + 1e-7) * valid
+            x = x.to(_torch_dtype(self.dtype))
+            logits = self.model(x, attention_mask=m).logits
+            logprobs = torch.log_softmax(logits.float(), dim=-1).cpu().numpy()
+        return [
+            np.asarray(logprobs[i, : self.geometry.frames(n)], dtype=np.float32)
+            for i, n in enumerate(lengths)
+        ]
 
     def warm_up(self, lengths: list[int], batches: list[int] | None = None) -> float:
         """Run each window length (at each batch size) once, so that the first users do
@@ -215,6 +256,8 @@ def load_model(config: ModelConfig, *, threads: int | None = None) -> LoadedMode
         dtype,
         bool(extractor.do_normalize),
         parameters,
+        masks_padding=bool(getattr(extractor, "return_attention_mask", False))
+        and cfg.feat_extract_norm == "layer",
     )
 
 

@@ -281,7 +281,7 @@ class Server:
             self.info.vocab,
             self.info.geometry,
             self.config.vad,
-            self.config.window,
+            self.config.window.resolved(self.info.device),
             rescore_finals=self.rescorer is not None,
         )
         assert ws.request is not None

@@ -20,9 +20,9 @@ from .decoding import CtcVocab, Word
 from .errors import StreamError
 from .events import ErrorEvent, Event, Final, Partial, WordTiming
 from .stabilizer import Hypothesis, Stabilizer
-from .utterance import Utterance, WindowRequest
+from .utterance import StreamTail, Utterance, WindowRequest
 from .vad import SpeechAudio, SpeechDetector, SpeechEnd, SpeechStart, VadGate, webrtc_detector
-from .windowing import FrameGeometry, WindowPlanner
+from .windowing import FrameGeometry, WindowPlanner, context_before
 
 
 @dataclass(frozen=True)
@@ -84,6 +84,11 @@ class Session:
         self.format = AudioFormat()
         self._planner = WindowPlanner(window, geometry, MODEL_SAMPLE_RATE)
         self._vad = VadGate(vad, detector_factory)
+        # stream_context: keep enough audio to give a new utterance its left context,
+        # counted back from its start, which the VAD places up to onset + pre-roll earlier.
+        self._context = context_before(window, geometry, MODEL_SAMPLE_RATE)
+        lookback = (vad.preroll_ms + vad.onset_ms + 2 * vad.frame_ms) * MODEL_SAMPLE_RATE // 1000
+        self._tail = StreamTail(self._context + lookback) if self._context else None
         self._resampler = Resampler(self.format.sample_rate)
         self._utterances: deque[Utterance] = deque()
         self._next_utterance_id = 0
@@ -210,6 +215,8 @@ class Session:
         if samples.size == 0:
             return []
         self._model_samples += samples.size
+        if self._tail is not None:
+            self._tail.append(samples)
         return self._apply_vad(self._vad.process(samples))
 
     def _apply_vad(
@@ -223,6 +230,7 @@ class Session:
                     self._planner,
                     Stabilizer(self.vocab, commit_early=not self.rescore_finals),
                     keep_scores=self.rescore_finals,
+                    before=self._context_before(event.at),
                 )
                 self._next_utterance_id += 1
                 self._utterances.append(utterance)
@@ -231,6 +239,11 @@ class Session:
             else:
                 self._utterances[-1].close(event.reason, event.speech_end)
         return self._collect_finals()
+
+    def _context_before(self, at: int) -> np.ndarray | None:
+        if self._tail is None:
+            return None
+        return self._tail.before(at, self._context, self.geometry.stride)
 
     def _collect_finals(self) -> list[SessionEvent]:
         """Emit finals in utterance order for every leading utterance that is complete."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +35,36 @@ class SampleBuffer:
         return np.array(self._data[start:end])
 
 
+class StreamTail:
+    """The last samples of a stream, kept as the chunks that came (no copying per chunk),
+    so an utterance can take the audio before its start as left context."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._chunks: deque[np.ndarray] = deque()
+        self._size = 0
+        self.end = 0  # stream position just after the last sample
+
+    def append(self, samples: np.ndarray) -> None:
+        """Add a chunk; keep at least ``capacity`` samples before it."""
+        self._chunks.append(samples)
+        self._size += samples.size
+        self.end += samples.size
+        while self._chunks and self._size - self._chunks[0].size >= self.capacity + samples.size:
+            self._size -= self._chunks.popleft().size
+
+    def before(self, at: int, most: int, multiple: int) -> np.ndarray:
+        """Up to ``most`` samples ending at stream position ``at``, as many as are kept,
+        cut to a multiple of ``multiple`` (the model's frame stride)."""
+        first = self.end - self._size
+        length = (at - max(at - most, first, 0)) // multiple * multiple
+        if length <= 0 or at > self.end:
+            return np.zeros(0, dtype=np.float32)
+        kept = np.concatenate(list(self._chunks)) if len(self._chunks) > 1 else self._chunks[0]
+        stop = at - first
+        return np.array(kept[stop - length : stop], dtype=np.float32)
+
+
 @dataclass(frozen=True)
 class WindowRequest:
     """Audio for the model; ``plan`` says how to stitch the answer back in."""
@@ -54,8 +85,11 @@ class Utterance:
         stabilizer: Stabilizer,
         *,
         keep_scores: bool = False,
+        before: np.ndarray | None = None,
     ) -> None:
         self.id = utterance_id
+        # Stream audio just before the utterance, usable as left context (stream_context).
+        self.before = before if before is not None else np.zeros(0, dtype=np.float32)
         self.start_sample = start_sample
         self.audio = SampleBuffer()
         self.closed = False
@@ -78,7 +112,11 @@ class Utterance:
     @property
     def done(self) -> bool:
         """Closed and every frame decoded: ready for its final."""
-        return self.closed and self._planner.next(self.stable_frames, len(self.audio), True) is None
+        return (
+            self.closed
+            and self._planner.next(self.stable_frames, len(self.audio), True, self.before.size)
+            is None
+        )
 
     @property
     def backlog(self) -> int:
@@ -94,10 +132,17 @@ class Utterance:
         self.speech_end_sample = speech_end_sample
 
     def next_request(self) -> WindowRequest | None:
-        plan = self._planner.next(self.stable_frames, len(self.audio), self.closed)
+        plan = self._planner.next(
+            self.stable_frames, len(self.audio), self.closed, self.before.size
+        )
         if plan is None:
             return None
-        return WindowRequest(self.id, plan, self.audio.slice(plan.start, plan.end))
+        if plan.start >= 0:
+            return WindowRequest(self.id, plan, self.audio.slice(plan.start, plan.end))
+        context = self.before[self.before.size + plan.start :]
+        return WindowRequest(
+            self.id, plan, np.concatenate([context, self.audio.slice(0, plan.end)])
+        )
 
     def apply(self, plan: WindowPlan, logprobs: np.ndarray) -> Hypothesis:
         """Stitch one window's output in; returns the new hypothesis."""

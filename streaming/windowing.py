@@ -42,6 +42,9 @@ class FrameGeometry:
 class WindowPlan:
     """Samples ``[start, end)`` of the utterance; keep frames ``[keep_from, keep_to)``.
 
+    A negative ``start`` reaches into the stream audio before the utterance (its frames are
+    context only: ``keep_from`` is never below 0).
+
     Frames from ``keep_to`` to the window's last frame are tentative (too little right
     context to trust); a final window keeps everything to the utterance end.
     """
@@ -74,11 +77,17 @@ class WindowPlanner:
         """Window length once an utterance is longer than the left context."""
         return self.left + self.chunk + self.right
 
-    def next(self, stable_frames: int, available: int, closed: bool) -> WindowPlan | None:
-        """The window to run now, or None when none is due yet (or the utterance is done)."""
+    def next(
+        self, stable_frames: int, available: int, closed: bool, before: int = 0
+    ) -> WindowPlan | None:
+        """The window to run now, or None when none is due yet (or the utterance is done).
+
+        ``before``: samples of stream audio before the utterance that a window may take as
+        left context (a multiple of the frame stride; 0 = the utterance alone).
+        """
         stride = self.geometry.stride
         stable_end = stable_frames * stride
-        start = max(0, stable_end - self.left)
+        start = max(-before, stable_end - self.left)
         pending = available - self.right - stable_end
         chunks = min(pending // self.chunk, self.max_chunks) if pending > 0 else 0
         if closed:
@@ -86,7 +95,7 @@ class WindowPlanner:
             if stable_frames >= total:
                 return None
             if available - stable_end <= self.max_chunks * self.chunk + self.right:
-                start = self._final_start(stable_end, available)
+                start = max(-before, self._final_start(stable_end, available))
                 return WindowPlan(start, available, stable_frames, total, True)
         elif chunks < 1:
             return None
@@ -106,7 +115,15 @@ class WindowPlanner:
         unstable = max(available - stable_end, 0)
         chunks = -(-unstable // self.chunk)
         start = available - self.left - chunks * self.chunk
-        return max(0, start // stride * stride)
+        return start // stride * stride
+
+
+def context_before(config: WindowConfig, geometry: FrameGeometry, sample_rate: int) -> int:
+    """Stream samples before an utterance its windows may use (``stream_context``)."""
+    if config.stream_context != "on":
+        return 0
+    left = config.left_context_ms * sample_rate // 1000
+    return left // geometry.stride * geometry.stride
 
 
 def warmup_lengths(config: WindowConfig, geometry: FrameGeometry, sample_rate: int) -> list[int]:

@@ -7,6 +7,7 @@ themselves are not in its training text). Thresholds sit well above what the mod
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import numpy as np
@@ -16,7 +17,7 @@ from compat_support import BUNDLED, cer
 from conftest import server_config
 from wsclient import of_type, stream_pcm
 
-from streaming.config import ModelConfig
+from streaming.config import EngineConfig, ModelConfig, WindowConfig
 from streaming.decoding import best_path, greedy_words, words_text
 from streaming.model import LoadedModel, load_model
 from streaming.server import Server
@@ -79,3 +80,46 @@ async def test_streaming_final_text_is_close_to_decoding_the_whole_utterance(
     # sound model); a CER over 0.12 across the sentences means broken stitching.
     errors = sum(cer(stream, offline) * len(offline) for stream, offline in pairs)
     assert errors / sum(len(offline) for _, offline in pairs) <= 0.12, pairs
+
+
+def test_padded_masked_windows_give_each_window_its_own_outputs(
+    bundled: LoadedModel, tiny_model: LoadedModel
+) -> None:
+    # the bundled model's layer-norm front end takes a mask: one call for three lengths
+    assert bundled.masks_padding and not tiny_model.masks_padding  # group norm: no mask
+    speech = np.tile(synthesize(SENTENCES[0]), 2)  # long enough for every row
+    rows = [speech[:n].copy() for n in (37120, 30000, 16160)]
+    together = bundled.infer_ragged(rows, batch_rows=4)  # + one silent row
+    for row, output in zip(rows, together):
+        alone = bundled.infer(row[None])[0]
+        assert output.shape == alone.shape
+        np.testing.assert_allclose(output, alone, atol=1e-3)
+    with pytest.raises(ValueError, match="cannot take padded windows"):
+        tiny_model.infer_ragged(rows)
+
+
+async def test_gpu_window_and_batching_settings_give_the_same_words_on_the_cpu(
+    bundled: LoadedModel,
+) -> None:
+    # What "auto" turns on for a CUDA device: windows that take left context from the
+    # audio before an utterance, mixed lengths in one masked call, padded batches.
+    config = server_config(
+        BUNDLED,
+        window=WindowConfig(stream_context="on"),
+        engine=EngineConfig(pad_lengths="on", pad_batches="on"),
+    )
+    audio, _ = speech_with_pauses(SENTENCES, pause_s=1.5)
+    later = np.concatenate([np.zeros(RATE * 2 // 5, dtype=np.float32), audio])
+    async with Server(config, model=bundled) as running:
+        runs = await asyncio.gather(
+            *(stream_pcm(running.url, to_s16(a), pace=0.01) for a in (audio, later))
+        )
+        stats = running.engine.stats if running.engine else None
+    assert stats is not None and stats.batches == stats.gathers  # one call per round
+    offline = [offline_text(bundled, synthesize(s)) for s in SENTENCES]
+    for messages, code in runs:
+        assert code == 1000
+        finals = [f["text"] for f in of_type(messages, "final")]
+        assert len(finals) == len(offline)
+        errors = sum(cer(stream, whole) * len(whole) for stream, whole in zip(finals, offline))
+        assert errors / sum(len(whole) for whole in offline) <= 0.12, (finals, offline)

@@ -79,3 +79,14 @@ def test_missing_lm_file_gives_one_clear_line_and_no_traceback(tmp_path: Path) -
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert f"LM file {str(missing)!r} does not exist" in result.stderr
+
+
+def test_padding_lengths_of_a_group_norm_model_gives_one_clear_line(tiny_model_dir: Path) -> None:
+    result = run_cli(
+        "--model", str(tiny_model_dir), "--pad-lengths", "on", "--port", "0", "--no-warmup"
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "--pad-lengths on needs a model whose feature extractor takes an attention mask" in (
+        result.stderr
+    )

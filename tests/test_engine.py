@@ -13,6 +13,7 @@ import pytest
 from streaming import engine as engine_module
 from streaming.config import EngineConfig
 from streaming.engine import EngineClosed, InferenceEngine, InferenceError
+from streaming.errors import ModelLoadError
 
 
 class RecordingModel:
@@ -197,3 +198,65 @@ def test_batch_buckets_at_most_double_a_batch_and_leave_big_ones_alone() -> None
     assert all(b <= 2 * a for a, b in itertools.pairwise(buckets))
     with pytest.raises(ValueError, match="pad batches"):
         EngineConfig(pad_batches="yes").validate()
+
+
+class RaggedModel(RecordingModel):
+    """A model that takes masked, padded windows: records ragged calls' lengths."""
+
+    def __init__(self, device: str = "cuda:0", masks_padding: bool = True) -> None:
+        super().__init__()
+        self.device = device
+        self.masks_padding = masks_padding
+        self.ragged: list[tuple[list[int], int]] = []
+
+    def infer_ragged(self, rows: list[np.ndarray], batch_rows: int = 0) -> list[np.ndarray]:
+        self.gate.wait()
+        self.ragged.append(([r.size for r in rows], batch_rows))
+        return [np.array([[r[0], r.size]], dtype=np.float32) for r in rows]
+
+
+async def test_mixed_lengths_run_as_one_masked_call_for_a_model_that_takes_a_mask() -> None:
+    model = RaggedModel()  # on "CUDA": pad_lengths auto is on
+    model.gate.clear()
+    config = EngineConfig(max_batch=8, batch_deadline_ms=50)
+    async with InferenceEngine(model, config) as engine:
+        rows = [np.full(n, n, dtype=np.float32) for n in (300, 100, 200, 300, 100)]
+        task = asyncio.ensure_future(infer_many(engine, rows))
+        await asyncio.sleep(0.1)
+        model.gate.set()
+        results = await task
+    assert [(r[0][0], r[0][1]) for r in results] == [(n, n) for n in (300, 100, 200, 300, 100)]  # type: ignore[index]
+    assert model.ragged == [([300, 100, 200, 300, 100], 8)]  # one call, batch padded to 8
+    assert model.shapes == [] and engine.stats.batches == 1 and engine.stats.gathers == 1
+
+
+async def test_a_round_of_one_length_keeps_the_plain_call() -> None:
+    model = RaggedModel()
+    model.gate.clear()
+    async with InferenceEngine(model, EngineConfig(max_batch=4, batch_deadline_ms=50)) as engine:
+        task = asyncio.ensure_future(infer_many(engine, [np.zeros(100, np.float32)] * 3))
+        await asyncio.sleep(0.1)
+        model.gate.set()
+        await task
+    assert model.ragged == [] and model.shapes == [(4, 100)]
+
+
+async def test_lengths_are_not_padded_on_the_cpu_by_default() -> None:
+    model = RaggedModel(device="cpu")
+    model.gate.clear()
+    async with InferenceEngine(model, EngineConfig(max_batch=4, batch_deadline_ms=50)) as engine:
+        rows = [np.zeros(n, dtype=np.float32) for n in (100, 200)]
+        task = asyncio.ensure_future(infer_many(engine, rows))
+        await asyncio.sleep(0.1)
+        model.gate.set()
+        await task
+    assert model.ragged == [] and sorted(model.shapes) == [(1, 100), (1, 200)]
+
+
+def test_padding_lengths_for_a_model_without_an_attention_mask_is_refused() -> None:
+    with pytest.raises(ModelLoadError, match="attention mask"):
+        InferenceEngine(RaggedModel(masks_padding=False), EngineConfig(pad_lengths="on"))
+    # auto: such a model (wav2vec2-base's group norm) keeps exact-length groups
+    assert not engine_module.pads_lengths(EngineConfig(), "cuda:0", masks_padding=False)
+    with pytest.raises(ValueError, match="pad lengths"):
+        EngineConfig(pad_lengths="maybe").validate()

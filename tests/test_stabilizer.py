@@ -53,13 +53,13 @@ def noise_bursts(segments: list[tuple[bool, float]], seed: int) -> bytes:
     return (np.clip(audio, -1, 0.99) * 32767).astype("<i2").tobytes()
 
 
-def make_session(*, rescore_finals: bool = False) -> Session:
+def make_session(*, rescore_finals: bool = False, stream_context: str = "off") -> Session:
     vad = VadConfig(max_utterance_s=2.0)
     return Session(
         VOCAB,
         GEOMETRY,
         vad,
-        WindowConfig(),
+        WindowConfig(stream_context=stream_context),
         detector_factory=loud_detector,
         rescore_finals=rescore_finals,
     )
@@ -103,6 +103,7 @@ segments = st.lists(st.tuples(st.booleans(), st.floats(0.05, 2.5)), min_size=1, 
     chunk_sizes=st.lists(st.integers(1, 12000), min_size=1, max_size=4),
     flush_every=st.one_of(st.none(), st.integers(3, 40)),
     context_noise=st.floats(0.0, 3.0),
+    stream_context=st.sampled_from(["on", "off"]),
     seed=st.integers(0, 10_000),
 )
 def test_committed_text_is_a_prefix_of_every_later_committed_text_and_of_the_final(
@@ -110,10 +111,11 @@ def test_committed_text_is_a_prefix_of_every_later_committed_text_and_of_the_fin
     chunk_sizes: list[int],
     flush_every: int | None,
     context_noise: float,
+    stream_context: str,
     seed: int,
 ) -> None:
     model = ReceptiveFieldModel(context_noise, seed)
-    session = make_session()
+    session = make_session(stream_context=stream_context)
     events = run_stream(session, noise_bursts(segments, seed), chunk_sizes, flush_every, model)
 
     committed: dict[int, list[str]] = {}
@@ -158,3 +160,40 @@ def test_with_lm_finals_every_utterance_hands_over_all_its_frames_and_commits_no
             assert final.scores.shape == (final.frame_probs.size, len(VOCAB.tokens))
             span_ms = final.scores.shape[0] * final.stride * 1000 // RATE
             assert abs(final.greedy.audio_ms - final.greedy.start_ms - span_ms) <= 40
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    segments=segments,
+    chunk_sizes=st.lists(st.integers(1, 12000), min_size=1, max_size=4),
+    seed=st.integers(0, 10_000),
+)
+def test_stream_context_changes_window_lengths_but_not_what_a_frame_local_model_reads(
+    segments: list[tuple[bool, float]], chunk_sizes: list[int], seed: int
+) -> None:
+    # The receptive-field model's frames depend on their own samples only, so any wrong
+    # offset of the audio before an utterance would show up as different text.
+    pcm = noise_bursts(segments, seed)
+    texts = {}
+    for mode in ("off", "on"):
+        events = run_stream(
+            make_session(stream_context=mode), pcm, chunk_sizes, None, ReceptiveFieldModel()
+        )
+        texts[mode] = [(e.utterance_id, e.text) for e in events if isinstance(e, Final)]
+    assert texts["on"] == texts["off"]
+
+
+def test_with_stream_context_a_later_utterance_runs_steady_length_windows_only() -> None:
+    session = make_session(stream_context="on")
+    pcm = noise_bursts([(True, 1.0), (False, 2.0), (True, 1.5)], seed=3)
+    lengths: dict[int, list[int]] = {}
+    model = ReceptiveFieldModel()
+    for position in range(0, len(pcm), 2 * 320):  # a live stream's 20 ms frames
+        session.feed(pcm[position : position + 2 * 320])
+        while (request := session.next_request()) is not None:
+            if not request.plan.final:
+                lengths.setdefault(request.utterance_id, []).append(request.plan.length)
+            session.complete(request, model.window(request.samples))
+    steady = (240 + 1600 + 480) * RATE // 1000
+    assert set(lengths[1]) == {steady}  # 2 s of silence before it: full left context
+    assert len(set(lengths[0])) > 1  # the stream's first utterance has nothing before it

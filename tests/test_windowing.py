@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from streaming.config import WindowConfig
 from streaming.decoding import best_path
 from streaming.stabilizer import Stabilizer
-from streaming.utterance import Utterance
+from streaming.utterance import StreamTail, Utterance
 from streaming.windowing import FrameGeometry, WindowPlanner
 
 RATE = 16000
@@ -87,10 +87,19 @@ def test_final_windows_come_in_a_few_lengths_with_at_least_the_usual_context() -
     assert len(lengths) <= 2 * (p.max_chunks + 2), sorted(lengths)
 
 
-def stitch(audio: np.ndarray, chunk_sizes: list[int], window: WindowConfig) -> Utterance:
-    """Feed ``audio`` in chunks, running every due window with the receptive-field model."""
+def stitch(
+    audio: np.ndarray,
+    chunk_sizes: list[int],
+    window: WindowConfig,
+    before: np.ndarray | None = None,
+    lengths: list[int] | None = None,
+) -> Utterance:
+    """Feed ``audio`` in chunks, running every due window with the receptive-field model;
+    ``before`` is stream audio ahead of the utterance; ``lengths`` collects window lengths."""
     model = ReceptiveFieldModel()
-    utt = Utterance(0, 0, WindowPlanner(window, GEOMETRY, RATE), Stabilizer(VOCAB))
+    planner = WindowPlanner(window, GEOMETRY, RATE)
+    utt = Utterance(0, 0, planner, Stabilizer(VOCAB), before=before)
+    lengths = [] if lengths is None else lengths
     position, i = 0, 0
     while position < audio.size:
         size = chunk_sizes[i % len(chunk_sizes)]
@@ -98,6 +107,8 @@ def stitch(audio: np.ndarray, chunk_sizes: list[int], window: WindowConfig) -> U
         position += size
         i += 1
         while (request := utt.next_request()) is not None:
+            assert request.samples.size == request.plan.length
+            lengths.append(request.plan.length)
             utt.apply(request.plan, model.window(request.samples))
     utt.close("end", audio.size)
     while (request := utt.next_request()) is not None:
@@ -112,6 +123,7 @@ def stitch(audio: np.ndarray, chunk_sizes: list[int], window: WindowConfig) -> U
     chunk_frames=st.integers(1, 40),
     left_frames=st.integers(0, 60),
     right_frames=st.integers(2, 30),
+    before_frames=st.integers(0, 80),
     seed=st.integers(0, 1000),
 )
 def test_stitched_frames_equal_whole_utterance_frames(
@@ -120,11 +132,15 @@ def test_stitched_frames_equal_whole_utterance_frames(
     chunk_frames: int,
     left_frames: int,
     right_frames: int,
+    before_frames: int,
     seed: int,
 ) -> None:
-    audio = np.random.default_rng(seed).standard_normal(int(seconds * RATE)).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    audio = rng.standard_normal(int(seconds * RATE)).astype(np.float32)
+    # stream audio before the utterance (stream_context): context only, never its frames
+    before = rng.standard_normal(before_frames * GEOMETRY.stride).astype(np.float32)
     window = WindowConfig(chunk_frames * 20, left_frames * 20, right_frames * 20)
-    utt = stitch(audio, chunks, window)
+    utt = stitch(audio, chunks, window, before)
     whole_ids, _ = (
         best_path(ReceptiveFieldModel().window(audio))
         if audio.size >= 400
@@ -137,8 +153,47 @@ def test_stitched_frames_equal_whole_utterance_frames(
     assert np.array_equal(utt._ids, whole_ids)
 
 
+def test_with_stream_context_every_window_but_the_last_has_the_steady_length() -> None:
+    p = planner()
+    before = np.zeros(p.left, dtype=np.float32)
+    audio = np.random.default_rng(1).standard_normal(4 * RATE).astype(np.float32)
+    lengths: list[int] = []
+    stitch(audio, [p.chunk // 2], WindowConfig(), before, lengths)  # a live stream's hops
+    assert len(lengths) > 10 and set(lengths) == {p.steady_length}
+    plan = p.next(0, p.chunk + p.right, closed=False, before=p.left)
+    assert plan is not None and plan.start == -p.left and plan.keep_from == 0
+    # without it, an utterance's first windows grow hop by hop
+    lengths = []
+    stitch(audio, [p.chunk // 2], WindowConfig(), None, lengths)
+    assert len(set(lengths)) > 5
+
+
+def test_stream_tail_gives_the_audio_before_a_position_cut_to_whole_frames() -> None:
+    tail = StreamTail(capacity=1000)
+    stream = np.arange(5000, dtype=np.float32)
+    for start in range(0, 5000, 700):
+        tail.append(stream[start : start + 700])
+    got = tail.before(4500, 960, 320)
+    np.testing.assert_array_equal(got, stream[4500 - 960 : 4500])
+    assert tail.before(4500, 1000, 320).size == 960  # whole frames only
+    kept = sum(c.size for c in tail._chunks)
+    assert 1000 <= kept <= 1000 + 2 * 700  # bounded: a stream does not grow it
+    fresh = StreamTail(capacity=1000)
+    fresh.append(stream[:700])
+    assert fresh.before(200, 960, 320).size == 0  # stream start: less than one frame
+    np.testing.assert_array_equal(fresh.before(700, 960, 320), stream[60:700])
+
+
 def test_window_config_rejects_values_off_the_frame_grid() -> None:
     with pytest.raises(ValueError, match="multiple of 20"):
         planner(chunk_ms=250)
     with pytest.raises(ValueError, match="right context"):
         planner(right_context_ms=20)
+
+
+def test_stream_context_auto_is_on_for_a_gpu_and_off_for_the_cpu() -> None:
+    assert WindowConfig().resolved("cuda:0").stream_context == "on"
+    assert WindowConfig().resolved("cpu").stream_context == "off"
+    assert WindowConfig(stream_context="on").resolved("cpu").stream_context == "on"
+    with pytest.raises(ValueError, match="stream context"):
+        planner(stream_context="sometimes")  # type: ignore[arg-type]
