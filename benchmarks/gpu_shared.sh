@@ -4,6 +4,9 @@
 #      with a profile of one new shape (the 2026-11-30 H200 run found cuDNN attention and
 #      cuDNN convolution plans built per shape; the server now turns cuDNN attention off
 #      and pads batches to a few sizes on a GPU);
+#      (since run 3 the server also warms every batch bucket up, normalises audio on the
+#      GPU, cuts final windows to ~18 lengths and gives utterance-start windows the steady
+#      length, --stream-context auto: this run measures them against run 3);
 #   2. live load, C320/L960/R160 window (half the model audio of the default per stream);
 #   3. live load, the default window.
 # Each sweep grows the stream count until p95 commit latency passes BREAK_MS. Both go
