@@ -129,6 +129,9 @@ class EngineStats:
     busy_seconds: float = 0.0
     gathers: int = 0  # batching rounds: one model call per distinct window length, or one
     batch_sizes: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    # Windows served per length in samples: on a GPU each distinct length in a round is a
+    # model call of its own (unless padded), so this says which lengths cost calls.
+    window_lengths: dict[int, int] = field(default_factory=lambda: defaultdict(int))
     last_batch_ms: float = 0.0
 
     @property
@@ -305,6 +308,8 @@ class InferenceEngine:
         self._stats.requests += len(group)
         self._stats.batch_sizes[len(group)] += 1
         self._stats.audio_samples += sum(j.samples.size for j in group)
+        for job in group:
+            self._stats.window_lengths[job.samples.size] += 1
         self._stats.busy_seconds += elapsed
         self._stats.last_batch_ms = elapsed * 1000
         with self._recent_lock:

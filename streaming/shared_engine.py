@@ -57,6 +57,13 @@ REPORT_S = 10.0  # how often the inference process logs its throughput
 WindowObserver = Callable[[int, float, float], None]
 
 
+def describe_lengths(windows_by_length: dict[int, int], most: int = 6) -> str:
+    """ "N lengths, ms x windows: 2320x900 2560x40 ..." for the engine's periodic log."""
+    seen = sorted(((c, n) for n, c in windows_by_length.items() if c > 0), reverse=True)
+    top = " ".join(f"{n * 1000 // MODEL_SAMPLE_RATE}x{c}" for c, n in seen[:most])
+    return f"{len(seen)} lengths, ms x windows: {top}" + (" ..." if len(seen) > most else "")
+
+
 class EngineHost:
     """The inference process's server: one model, one batching engine, one Unix socket."""
 
@@ -99,21 +106,25 @@ class EngineHost:
         assert self.engine is not None
         stats = self.engine.stats
         last = (stats.requests, stats.batches, stats.gathers, stats.busy_seconds)
+        lengths = dict(stats.window_lengths)
         while True:
             await asyncio.sleep(REPORT_S)
             now = (stats.requests, stats.batches, stats.gathers, stats.busy_seconds)
             windows, calls, gathers, busy = (b - a for a, b in zip(last, now))
             last = now
+            seen = {n: c - lengths.get(n, 0) for n, c in stats.window_lengths.items()}
+            lengths = dict(stats.window_lengths)
             if windows:
                 log.info(
                     "%.0f windows/s in %.0f calls/s: %.1f windows per call, %.1f calls per "
-                    "round, model busy %.0f%%, queue %d",
+                    "round, model busy %.0f%%, queue %d; %s",
                     windows / REPORT_S,
                     calls / REPORT_S,
                     windows / max(calls, 1),
                     calls / max(gathers, 1),
                     100 * busy / REPORT_S,
                     self.engine.queue_depth,
+                    describe_lengths(seen),
                 )
 
     async def stop(self) -> None:

@@ -228,6 +228,16 @@ async def test_mixed_lengths_run_as_one_masked_call_for_a_model_that_takes_a_mas
     assert [(r[0][0], r[0][1]) for r in results] == [(n, n) for n in (300, 100, 200, 300, 100)]  # type: ignore[index]
     assert model.ragged == [([300, 100, 200, 300, 100], 8)]  # one call, batch padded to 8
     assert model.shapes == [] and engine.stats.batches == 1 and engine.stats.gathers == 1
+    assert engine.stats.window_lengths == {300: 2, 100: 2, 200: 1}
+
+
+def test_the_engine_log_names_the_window_lengths_that_cost_calls() -> None:
+    from streaming.shared_engine import describe_lengths
+
+    seen = {37120: 900, 40960: 40, 16000: 0, 20480: 7}
+    assert describe_lengths(seen) == ("3 lengths, ms x windows: 2320x900 2560x40 1280x7")
+    many = {320 * (i + 1): i + 1 for i in range(8)}
+    assert describe_lengths(many, most=2) == "8 lengths, ms x windows: 160x8 140x7 ..."
 
 
 async def test_a_round_of_one_length_keeps_the_plain_call() -> None:
