@@ -71,6 +71,9 @@ class WindowPlanner:
         self.left = config.left_context_ms * per_ms
         self.right = config.right_context_ms * per_ms
         self.max_chunks = config.max_catchup_chunks
+        # With stream context the audio before an utterance is there to fill any window to
+        # the steady length, so a final window takes that length too where it can.
+        self.steady_finals = config.stream_context == "on"
 
     @property
     def steady_length(self) -> int:
@@ -95,7 +98,7 @@ class WindowPlanner:
             if stable_frames >= total:
                 return None
             if available - stable_end <= self.max_chunks * self.chunk + self.right:
-                start = max(-before, self._final_start(stable_end, available))
+                start = max(-before, self._final_start(stable_end, available, before))
                 return WindowPlan(start, available, stable_frames, total, True)
         elif chunks < 1:
             return None
@@ -104,15 +107,21 @@ class WindowPlanner:
             start, centre_end + self.right, stable_frames, centre_end // stride, False
         )
 
-    def _final_start(self, stable_end: int, available: int) -> int:
+    def _final_start(self, stable_end: int, available: int, before: int = 0) -> int:
         """Where an utterance's last window starts: at least ``left`` before the unstable
         part, moved further left (more real context, never padding) until the window is
         ``left`` + a whole number of chunks long, plus the remainder of the utterance's
         length below one frame. So final windows come in a dozen lengths instead of one
         per 10 ms of utterance length, and batch with each other (on a GPU every new
-        window length costs a call of its own and a cuDNN plan)."""
+        window length costs a call of its own and a cuDNN plan). With ``steady_finals``
+        the window is the steady length (plus that remainder) whenever the unstable part
+        fits in its chunk and right context and the audio reaches back far enough."""
         stride = self.geometry.stride
         unstable = max(available - stable_end, 0)
+        if self.steady_finals and unstable <= self.chunk + self.right:
+            start = (available - self.steady_length) // stride * stride
+            if start >= -before:
+                return start
         chunks = -(-unstable // self.chunk)
         start = available - self.left - chunks * self.chunk
         return start // stride * stride

@@ -197,3 +197,20 @@ def test_stream_context_auto_is_on_for_a_gpu_and_off_for_the_cpu() -> None:
     assert WindowConfig(stream_context="on").resolved("cpu").stream_context == "on"
     with pytest.raises(ValueError, match="stream context"):
         planner(stream_context="sometimes")  # type: ignore[arg-type]
+
+
+def test_with_stream_context_final_windows_take_the_steady_length_plus_a_remainder() -> None:
+    p = planner(stream_context="on")
+    lengths = set()
+    for stable in range(0, 60):  # from an utterance's first frames on
+        stable_end = stable * GEOMETRY.stride
+        for extra in range(p.right, p.chunk + p.right + 1, 480):  # 30 ms VAD frames
+            available = stable_end + extra
+            plan = p.next(stable, available, closed=True, before=p.left)
+            assert plan is not None and plan.final and plan.end == available
+            assert plan.start % GEOMETRY.stride == 0 and plan.start <= stable_end - p.left
+            if p.left + available >= p.steady_length + GEOMETRY.stride:  # audio enough
+                lengths.add(plan.length - p.steady_length)
+            else:  # too little audio for a steady window: the usual final
+                assert plan.start >= -p.left
+    assert lengths == {0, 160}, sorted(lengths)  # the sub-frame remainder of 30 ms frames
