@@ -58,20 +58,14 @@ def _lscpu_model() -> str:
     return platform.processor() or "unknown cpu"
 
 
-def _cpu_flags() -> set[str]:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    return set()
-
-
 def machine_info(device: str = "cpu") -> dict[str, Any]:
     """What the numbers were measured on: CPU model and cores, GPU, library versions, load."""
     import torch
     import transformers
 
-    flags = _cpu_flags()
+    from streaming.cpu import cpu_flags
+
+    flags = cpu_flags()
     info: dict[str, Any] = {
         "cpu": _lscpu_model(),
         "cores": os.cpu_count(),

@@ -106,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--dtype",
         default=d.model.dtype,
         choices=("auto", "fp32", "fp16", "bf16"),
-        help="weights/activations type; auto = fp16 on CUDA, fp32 on CPU (default: %(default)s)",
+        help="weights/activations type; auto = fp16 on CUDA, and on the CPU bf16 where it runs "
+        "natively (AVX512-BF16 or AMX), else fp32 (default: %(default)s)",
     )
     m.add_argument(
         "--cudnn",

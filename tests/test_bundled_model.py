@@ -82,10 +82,10 @@ async def test_streaming_final_text_is_close_to_decoding_the_whole_utterance(
     assert errors / sum(len(offline) for _, offline in pairs) <= 0.12, pairs
 
 
-def test_padded_masked_windows_give_each_window_its_own_outputs(
-    bundled: LoadedModel, tiny_model: LoadedModel
-) -> None:
-    # the bundled model's layer-norm front end takes a mask: one call for three lengths
+def test_padded_masked_windows_give_each_window_its_own_outputs(tiny_model: LoadedModel) -> None:
+    # the bundled model's layer-norm front end takes a mask: one call for three lengths.
+    # fp32: the check is that masking is exact, which bf16 rounding (auto on some CPUs) hides
+    bundled = load_model(ModelConfig(name="tiny-en", dtype="fp32", warmup=False), threads=1)
     assert bundled.masks_padding and not tiny_model.masks_padding  # group norm: no mask
     speech = np.tile(synthesize(SENTENCES[0]), 2)  # long enough for every row
     rows = [speech[:n].copy() for n in (37120, 30000, 16160)]

@@ -10,8 +10,9 @@ import pytest
 
 from streaming.__main__ import build_parser, config_from_args
 from streaming.config import ModelConfig
+from streaming.cpu import cpu_flags, native_bf16
 from streaming.errors import ModelLoadError
-from streaming.model import load_model, resolve_model
+from streaming.model import load_model, pick_dtype, resolve_model
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -90,3 +91,43 @@ def test_padding_lengths_of_a_group_norm_model_gives_one_clear_line(tiny_model_d
     assert "--pad-lengths on needs a model whose feature extractor takes an attention mask" in (
         result.stderr
     )
+
+
+@pytest.mark.parametrize(
+    ("flags", "device", "expected"),
+    [
+        ({"avx2", "avx512f", "avx512_bf16"}, "cpu", "bf16"),
+        ({"avx2", "amx_bf16", "amx_tile"}, "cpu", "bf16"),
+        ({"avx2", "avx512f", "avx512bw"}, "cpu", "fp32"),  # bf16 would only be emulated
+        (set(), "cpu", "fp32"),
+        ({"avx512_bf16"}, "cuda", "fp16"),
+    ],
+)
+def test_auto_dtype_is_bf16_only_on_cpus_with_native_bf16(
+    flags: set[str], device: str, expected: str
+) -> None:
+    assert pick_dtype("auto", device, cpu_flags=frozenset(flags)) == expected
+
+
+def test_explicit_dtype_is_kept_whatever_the_cpu() -> None:
+    assert pick_dtype("fp32", "cpu", cpu_flags=frozenset({"avx512_bf16"})) == "fp32"
+    with pytest.raises(ModelLoadError, match="fp16 needs a CUDA device"):
+        pick_dtype("fp16", "cpu")
+
+
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path: Path) -> None:
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse avx512_bf16\n\nflags\t\t: other\n")
+    assert cpu_flags(info) == frozenset({"fpu", "sse", "avx512_bf16"})
+    assert cpu_flags(tmp_path / "missing") == frozenset()
+    assert native_bf16(cpu_flags(info)) == "avx512_bf16"
+
+
+def test_load_log_says_why_auto_chose_its_dtype(
+    tiny_model_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("INFO", logger="streaming.model"):
+        model = load_model(ModelConfig(name=str(tiny_model_dir), device="cpu", warmup=False))
+    expected = "bf16" if native_bf16() else "fp32"
+    assert model.dtype == expected
+    assert f"on cpu/{expected} (auto:" in caplog.text

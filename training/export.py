@@ -188,10 +188,10 @@ def update_card(model_dir: Path, evaluation: dict[str, Any]) -> None:
 
 def cpu_description() -> str:
     """This machine's CPU as the card names it, e.g. "AMD EPYC with AVX512-BF16"."""
-    from benchmarks.common import _cpu_flags, _lscpu_model
+    from benchmarks.common import _lscpu_model
+    from streaming.cpu import native_bf16
 
-    flags = _cpu_flags()
-    extra = "AMX" if "amx_bf16" in flags else "AVX512-BF16" if "avx512_bf16" in flags else ""
+    extra = {"amx_bf16": "AMX", "avx512_bf16": "AVX512-BF16"}.get(native_bf16() or "", "")
     return f"{_lscpu_model()} with {extra}" if extra else _lscpu_model()
 
 
