@@ -279,7 +279,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     bench = common.freeze_model(common.resolve_model(args.model))
     model, _ = common.load_bench_model(bench.source, dtype=args.dtype, threads=args.threads)
-    print(f"# model {bench.described}")
+    print(f"# model {bench.described}, {model.dtype}")
     utts = common.held_out_utterances(args.utterances)
     audios = [pad(u.audio()) for u in utts]
     refs = [u.text for u in utts]
@@ -365,6 +365,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     data = {
         **common.result_header(args, info, bench),
+        "dtype": model.dtype,
         "utterances": [{"id": u.id, "voice": u.voice, "text": u.text} for u in utts],
         "audio_s": round(seconds, 1),
         "offline": offline.to_json(),
@@ -452,7 +453,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="the server's --stream-context: an utterance's first windows take left context "
         "from the audio before it (here the padding silence); off is the CPU default",
     )
-    p.add_argument("--dtype", default="fp32", help="fp32 or bf16 (CPU)")
+    p.add_argument(
+        "--dtype",
+        default="auto",
+        help="auto (the server's default: bf16 on CPUs with native bf16, else fp32), fp32 or "
+        "bf16 (default: %(default)s)",
+    )
     p.add_argument(
         "--threads",
         type=int,
