@@ -42,7 +42,6 @@ import numpy as np
 
 from benchmarks import common
 
-DEFAULT = (240, 1600, 320)  # chunk, left, right (ms): streaming.config.WindowConfig
 FULL_CHUNKS = (320, 480, 640, 960)
 FULL_LEFTS = (480, 960, 1600)
 FULL_RIGHTS = (160, 320, 480)
@@ -64,15 +63,24 @@ class Setting:
         return (self.left + self.chunk + self.right) / self.chunk
 
 
+def server_default() -> Setting:
+    """The server's default window, read from its config so the two never drift apart."""
+    from streaming.config import WindowConfig
+
+    w = WindowConfig()
+    return Setting(w.chunk_ms, w.left_context_ms, w.right_context_ms)
+
+
 def grid(name: str) -> list[Setting]:
     if name == "full":
         return [
             Setting(c, lft, r)
             for c, lft, r in itertools.product(FULL_CHUNKS, FULL_LEFTS, FULL_RIGHTS)
         ]
+    default = server_default()
     if name == "default":
-        return [Setting(*DEFAULT)]
-    c0, l0, r0 = DEFAULT
+        return [default]
+    c0, l0, r0 = default.chunk, default.left, default.right
     axes = [Setting(c, l0, r0) for c in FULL_CHUNKS]
     axes += [Setting(c0, lft, r0) for lft in FULL_LEFTS if lft != l0]
     axes += [Setting(c0, l0, r) for r in FULL_RIGHTS if r != r0]

@@ -521,9 +521,9 @@ def _make_tiny_en_random(path: Path) -> None:
 
 
 def load_bench_model(
-    name: str, device: str = "cpu", dtype: str = "fp32", threads: int | None = None
+    name: str, device: str = "cpu", dtype: str = "auto", threads: int | None = None
 ) -> tuple[Any, BenchModel]:
-    """(streaming.model.LoadedModel, BenchModel) for ``name``."""
+    """(streaming.model.LoadedModel, BenchModel) for ``name``; dtype as the server picks it."""
     from streaming.config import ModelConfig
     from streaming.model import load_model
 

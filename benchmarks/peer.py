@@ -222,6 +222,10 @@ def whisper_offline(model: Any, audio: np.ndarray, beam_size: int) -> str:
     return " ".join(normalize_word(s.text) for s in segments)
 
 
+def _window_label(w: Any) -> str:
+    return f"C{w.chunk_ms}/L{w.left_context_ms}/R{w.right_context_ms}"
+
+
 def _system(
     label: str,
     counts: common.ErrorCounts,
@@ -302,7 +306,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             flush=True,
         )
     rows["ours"] = _system(
-        f"ours ({bench.label}, C480/L960/R320)",
+        f"ours ({bench.label}, {_window_label(WindowConfig())}, {ours.dtype})",
         ours_counts,
         ours_off,
         ours_trackers,
