@@ -310,7 +310,8 @@ can replace it without any code change.
 ## Model
 
 * Parameters: {n_params / 1e6:.2f} M; `model.safetensors` {size_bytes / 1e6:.1f} MB (stored
-  as fp16, loaded and run as fp32).
+  as fp16, loaded as fp32; the server runs it in bf16 on CPUs with native bf16, fp32 on
+  other CPUs, fp16 on CUDA: `--dtype auto`).
 * {arch},
   FFN {mc["intermediate_size"]}; conv front end channels {mc["conv_dim"]} with the standard
   strides {mc["conv_stride"]} and kernels {mc["conv_kernel"]};
