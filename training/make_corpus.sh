@@ -5,6 +5,8 @@
 #   nohup nice -n 19 bash training/make_corpus.sh > training/work/corpus.log 2>&1 &
 # PASS2=1 adds a second rendering of the text (new random voice parameters);
 # it is optional breadth, best run while no training competes for the CPU.
+# PASS3=1 then renders kal's last unrendered sentences and a second joe rendering of
+# every sentence (joe, the Piper voice, is the weakest voice of the model).
 set -euo pipefail
 W="${WORKERS:-2}"
 S="python -m training.synth --workers $W"
@@ -32,5 +34,9 @@ if [[ "${PASS2:-0}" == "1" ]]; then
   $S --engine kal16 --split train --limit 7500 --offset 7500
   $S --engine awb --split train --limit 7500 --offset 0
   $S --engine kal --split train --limit 5000 --offset 1000
+fi
+if [[ "${PASS3:-0}" == "1" ]]; then
+  $S --engine kal --split train --limit 5000 --offset 6000
+  $S --engine joe --split train --copies 2
 fi
 echo "corpus done"
