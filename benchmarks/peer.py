@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import common
+from benchmarks.accuracy import server_default
 
 TOLERANCE_MS = 250.0  # word end may move this much between hypotheses and stay the same word
 
@@ -222,10 +223,6 @@ def whisper_offline(model: Any, audio: np.ndarray, beam_size: int) -> str:
     return " ".join(normalize_word(s.text) for s in segments)
 
 
-def _window_label(w: Any) -> str:
-    return f"C{w.chunk_ms}/L{w.left_context_ms}/R{w.right_context_ms}"
-
-
 def _system(
     label: str,
     counts: common.ErrorCounts,
@@ -306,7 +303,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             flush=True,
         )
     rows["ours"] = _system(
-        f"ours ({bench.label}, {_window_label(WindowConfig())}, {ours.dtype})",
+        f"ours ({bench.label}, {server_default().label}, {ours.dtype})",
         ours_counts,
         ours_off,
         ours_trackers,
