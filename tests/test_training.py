@@ -3,6 +3,7 @@ model, corpora in other folders, preloading, multi-pass epochs and short runs on
 
 from __future__ import annotations
 
+import argparse
 import json
 import random
 import time
@@ -18,7 +19,7 @@ from tiny_corpus import tiny_ctc_model, tone, write_corpus
 
 from training import train
 from training.data import BatchDataset, load_manifests, log_probs, make_batches, preload, read_audio
-from training.model import normalize_audio
+from training.model import build_config, normalize_audio
 from training.train import (
     Progress,
     TrainConfig,
@@ -57,6 +58,25 @@ def test_warm_start_reads_step_and_progress_from_the_shipped_model_card() -> Non
     assert progress.step > 0
     assert progress.train_seconds > 0 and progress.audio_seconds > progress.train_seconds
     assert 0 < progress.exported_cer < 1
+
+
+def test_warm_start_records_the_size_of_the_model_it_loads(tmp_path: Path) -> None:
+    from transformers import Wav2Vec2ForCTC
+
+    args = argparse.Namespace(
+        init_from=MODEL_DIR,
+        lr=4e-3,
+        batch_seconds=40.0,
+        no_bf16=False,
+        cooldown_steps=0,
+        run_dir=tmp_path,
+    )
+    model, cfg, _ = train.warm_start(args)
+    # The shipped model was grown past the default size; the config must say what is trained.
+    assert cfg.size.layers == model.config.num_hidden_layers
+    rebuilt = Wav2Vec2ForCTC(build_config(cfg.size))
+    shapes = {k: v.shape for k, v in model.state_dict().items()}
+    assert {k: v.shape for k, v in rebuilt.state_dict().items()} == shapes
 
 
 def test_model_card_without_a_step_is_refused(tmp_path: Path) -> None:

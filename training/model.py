@@ -76,6 +76,23 @@ class ModelSize:
     pos_conv_groups: int = 16
 
 
+def size_of(config: Any) -> ModelSize:
+    """The ``ModelSize`` of an existing ``Wav2Vec2Config`` (the inverse of ``build_config``).
+
+    A warm start (``--init-from``) or a grown model has its own size, not the default one;
+    the run's config and log must say what is really trained.
+    """
+    return ModelSize(
+        hidden=config.hidden_size,
+        layers=config.num_hidden_layers,
+        heads=config.num_attention_heads,
+        ffn=config.intermediate_size,
+        conv_dim=tuple(config.conv_dim),
+        pos_conv_kernel=config.num_conv_pos_embeddings,
+        pos_conv_groups=config.num_conv_pos_embedding_groups,
+    )
+
+
 def build_config(size: ModelSize, mask_time_prob: float = 0.05) -> Wav2Vec2Config:
     """Return the ``Wav2Vec2Config`` of a small from-scratch CTC model.
 

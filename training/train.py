@@ -53,7 +53,7 @@ from training.data import (
     read_audio,
     records_by_engine,
 )
-from training.model import ModelSize, build_config, error_rates, greedy_decode
+from training.model import ModelSize, build_config, error_rates, greedy_decode, size_of
 from training.synth import CORPUS_DIR
 
 HERE = Path(__file__).resolve().parent
@@ -344,7 +344,10 @@ def warm_start(args: argparse.Namespace) -> tuple[Any, TrainConfig, Progress]:
     from transformers import Wav2Vec2ForCTC
 
     prog = card_progress(args.init_from)
+    seed_everything(TrainConfig.seed + prog.step)  # before loading: it draws initial weights
+    model = Wav2Vec2ForCTC.from_pretrained(args.init_from)
     cfg = TrainConfig(
+        size=size_of(model.config),
         lr=args.lr,
         batch_seconds=args.batch_seconds,
         bf16=not args.no_bf16,
@@ -352,8 +355,6 @@ def warm_start(args: argparse.Namespace) -> tuple[Any, TrainConfig, Progress]:
         cooldown_steps=args.cooldown_steps,
         history=card_history(args.init_from),
     )
-    seed_everything(cfg.seed + prog.step)
-    model = Wav2Vec2ForCTC.from_pretrained(args.init_from)
     model.config.mask_time_prob = cfg.mask_time_prob
     history = RESULTS_DIR / "train_log.jsonl"
     if history.exists():
