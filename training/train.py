@@ -29,6 +29,7 @@ import os
 import random
 import re
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,7 @@ from training.data import (
     read_audio,
     records_by_engine,
 )
+from training.malloc import preloaded, reexec_under_tcmalloc
 from training.model import ModelSize, build_config, error_rates, greedy_decode, size_of
 from training.synth import CORPUS_DIR
 
@@ -350,7 +352,6 @@ def warm_start(args: argparse.Namespace) -> tuple[Any, TrainConfig, Progress]:
         size=size_of(model.config),
         lr=args.lr,
         batch_seconds=args.batch_seconds,
-        bf16=not args.no_bf16,
         init_step=prog.step,
         cooldown_steps=args.cooldown_steps,
         history=card_history(args.init_from),
@@ -460,6 +461,16 @@ def describe_device(device: torch.device) -> str:
     return cpu_description()
 
 
+def use_bf16(no_bf16: bool, device: torch.device) -> bool:
+    """bf16 autocast where the hardware runs it natively (on an AVX2-only EPYC, emulated
+    bf16 made fewer than 0.06 steps/s where fp32 made 0.35)."""
+    if no_bf16:
+        return False
+    from streaming.cpu import native_bf16
+
+    return device.type == "cuda" or native_bf16() is not None
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """CLI; hyper-parameters only apply to a fresh run (a resume reuses the saved ones)."""
     p = argparse.ArgumentParser(
@@ -467,7 +478,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--lr", type=float, default=TrainConfig.lr)
     p.add_argument("--batch-seconds", type=float, default=TrainConfig.batch_seconds)
-    p.add_argument("--no-bf16", action="store_true", help="train in fp32 (slower on AMX CPUs)")
+    p.add_argument(
+        "--no-bf16",
+        action="store_true",
+        help="train in fp32; by default bf16 autocast is used on a GPU and on CPUs with native "
+        "bf16 (AVX512-BF16, AMX), fp32 on other CPUs, which only emulate bf16 (decided at "
+        "every start, also on resume)",
+    )
+    p.add_argument(
+        "--malloc",
+        choices=("tcmalloc", "glibc"),
+        default="tcmalloc",
+        help="memory allocator: tcmalloc (where installed: libtcmalloc-minimal4) makes CPU "
+        "training ~1.6x faster than glibc here; the command re-executes itself to load it",
+    )
     p.add_argument("--checkpoint-minutes", type=float, default=10.0)
     p.add_argument("--eval-minutes", type=float, default=10.0)
     p.add_argument("--max-minutes", type=float, default=None, help="stop after this much wall time")
@@ -553,7 +577,8 @@ def main(argv: list[str] | None = None) -> None:
     corpus: Path = args.corpus
     if args.fit_cooldown and (args.init_from is None or args.max_minutes is None):
         raise SystemExit("--fit-cooldown needs --init-from and --max-minutes")
-    limit_heap_fragmentation()
+    if preloaded() == "glibc":
+        limit_heap_fragmentation()
     run_dir: Path = args.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     last = run_dir / "last.pt"
@@ -573,11 +598,12 @@ def main(argv: list[str] | None = None) -> None:
         model, cfg, prog = warm_start(args)
         state = None
     else:
-        cfg = TrainConfig(lr=args.lr, batch_seconds=args.batch_seconds, bf16=not args.no_bf16)
+        cfg = TrainConfig(lr=args.lr, batch_seconds=args.batch_seconds)
         seed_everything(cfg.seed)
         model = Wav2Vec2ForCTC(build_config(cfg.size, cfg.mask_time_prob))
         prog = Progress()
         state = None
+    cfg = dataclasses.replace(cfg, bf16=use_bf16(args.no_bf16, device))
     model.train().to(device)
     opt = torch.optim.AdamW(
         model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay
@@ -598,6 +624,7 @@ def main(argv: list[str] | None = None) -> None:
             "corpus_hours": corpus_hours("train", corpus),
             "corpus": str(corpus),
             "device": describe_device(device),
+            "allocator": preloaded(),
         },
         run_dir,
     )
@@ -735,5 +762,13 @@ def main(argv: list[str] | None = None) -> None:
             waited_from = time.monotonic()  # validation and checkpoints are not data wait
 
 
+def cli() -> None:
+    """The command line: load the allocator first (a re-exec), then train."""
+    argv = sys.argv[1:]
+    if parse_args(argv).malloc == "tcmalloc":
+        reexec_under_tcmalloc("training.train", argv)
+    main(argv)
+
+
 if __name__ == "__main__":
-    main()
+    cli()
