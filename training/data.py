@@ -32,8 +32,7 @@ def load_manifests(
     """All records of a split (optionally only some engines), in a stable order."""
     records: list[Utterance] = []
     for path in sorted((corpus / split).glob("*.jsonl")):
-        if engines is None or path.stem in engines:
-            records.extend(read_manifest(path))
+        records.extend(r for r in read_manifest(path) if engines is None or r["engine"] in engines)
     records.sort(key=lambda r: r["id"])
     return records
 

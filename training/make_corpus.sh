@@ -7,6 +7,8 @@
 # it is optional breadth, best run while no training competes for the CPU.
 # PASS3=1 then renders kal's last unrendered sentences and a second joe rendering of
 # every sentence (joe, the Piper voice, is the weakest voice of the model).
+# WORDNET=1 (the default when wordnet-base is installed) renders the ~40 000 WordNet
+# example sentences (train-only, training/text.py), each once, by one voice in turn.
 set -euo pipefail
 W="${WORKERS:-2}"
 S="python -m training.synth --workers $W"
@@ -27,6 +29,15 @@ $S --engine kal16 --split train --limit 7500 --offset 0
 $S --engine awb --split train --limit 7500 --offset 7500
 $S --engine joe --split train --limit 7500 --offset 3700
 $S --engine kal --split train --limit 5000 --offset 11000
+
+# WordNet examples (~21 h): 8 000 sentences per voice, every sentence exactly once.
+if [[ "${WORDNET:-1}" == "1" && -s training/work/text/train-wordnet.jsonl ]]; then
+  $S --engine espeak --split train-wordnet --limit 8000 --offset 0
+  $S --engine kal16 --split train-wordnet --limit 8000 --offset 8000
+  $S --engine awb --split train-wordnet --limit 8000 --offset 16000
+  $S --engine joe --split train-wordnet --limit 8000 --offset 24000
+  $S --engine kal --split train-wordnet --limit 8200 --offset 32000
+fi
 
 if [[ "${PASS2:-0}" == "1" ]]; then
   $S --engine joe --split train --limit 7500 --offset 11200

@@ -38,7 +38,7 @@ import soundfile as sf
 import soxr
 
 from training.text import DEFAULT_OUT as TEXT_DIR
-from training.text import Sentence, load_split
+from training.text import WORDNET_SPLIT, Sentence, load_split
 
 SAMPLE_RATE = 16000
 CORPUS_DIR = Path(__file__).resolve().parent / "work" / "corpus"
@@ -271,9 +271,20 @@ def synthesize(job: Job, out_dir: Path) -> dict[str, Any] | None:
     }
 
 
+def corpus_split(split: str) -> str:
+    """The corpus split a text split's audio belongs to (``train-wordnet`` is training audio)."""
+    return split.split("-", 1)[0]
+
+
 def manifest_path(split: str, engine: str) -> Path:
-    """Where the records of one split and engine are appended."""
-    return CORPUS_DIR / split / f"{engine}.jsonl"
+    """Where the records of one text split and engine are appended.
+
+    A second text source gets its own manifest beside the engine's
+    (``train/espeak-wordnet.jsonl``), so the corpus hours show each source.
+    """
+    source = split.partition("-")[2]
+    name = f"{engine}-{source}" if source else engine
+    return CORPUS_DIR / corpus_split(split) / f"{name}.jsonl"
 
 
 def read_manifest(path: Path) -> list[dict[str, Any]]:
@@ -301,6 +312,7 @@ def plan_jobs(
     if engine in UNSEEN_ENGINES and split != "test":
         raise SystemExit(f"{engine} is the unseen test voice: only --split test is allowed")
     sentences = load_split(split, TEXT_DIR)
+    split = corpus_split(split)
     order = sentences[offset % len(sentences) :] + sentences[: offset % len(sentences)]
     if limit is not None:
         order = order[:limit]
@@ -324,14 +336,16 @@ def main(argv: list[str] | None = None) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--engine", required=True, choices=TRAIN_ENGINES + UNSEEN_ENGINES)
-    parser.add_argument("--split", default="train", choices=("train", "valid", "test"))
+    parser.add_argument(
+        "--split", default="train", choices=("train", "valid", "test", WORDNET_SPLIT)
+    )
     parser.add_argument("--copies", type=int, default=1, help="renderings per sentence")
     parser.add_argument("--limit", type=int, default=None, help="number of sentences")
     parser.add_argument("--offset", type=int, default=0, help="rotate the sentence list")
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args(argv)
 
-    out_dir = CORPUS_DIR / args.split / args.engine
+    out_dir = CORPUS_DIR / corpus_split(args.split) / args.engine
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = manifest_path(args.split, args.engine)
     done = {r["id"] for r in read_manifest(manifest)}

@@ -1,5 +1,11 @@
 """Build the sentence lists (train / valid / test) from Debian's ``fortunes``.
 
+A second, training-only source adds breadth: the usage examples of WordNet
+(Debian's ``wordnet-base``; ~40 000 short sentences, twice the fortunes' words).
+They go to ``train-wordnet.jsonl`` so that the fortunes splits, and with them
+every test set, stay exactly what they were; examples that repeat a fortunes
+sentence, or whose hash would put them in ``valid`` or ``test``, are dropped.
+
 Each sentence is kept in two forms:
 
 * ``tts``: what the speech synthesizers read -- numbers already spelled out,
@@ -11,7 +17,8 @@ Each sentence is kept in two forms:
 The split is a hash of the label, so it is stable whatever order or subset of
 fortune files is read, and a test sentence is never trained on by any voice.
 
-Usage: ``python -m training.text`` (writes ``training/work/text/*.jsonl``).
+Usage: ``python -m training.text`` (writes ``training/work/text/*.jsonl``;
+``--no-wordnet`` skips the second source).
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ from pathlib import Path
 from training import numbers
 
 FORTUNE_DIR = Path("/usr/share/games/fortunes")
+WORDNET_DIR = Path("/usr/share/wordnet")
+WORDNET_SPLIT = "train-wordnet"
 DEFAULT_OUT = Path(__file__).resolve().parent / "work" / "text"
 MIN_WORDS = 3
 MAX_WORDS = 15
@@ -63,6 +72,38 @@ def read_fortunes(directory: Path = FORTUNE_DIR) -> Iterator[str]:
         for block in raw.split("\n%\n"):
             lines = [ln for ln in block.splitlines() if not _ATTRIBUTION.match(ln)]
             yield " ".join(ln.strip() for ln in lines if ln.strip())
+
+
+def read_wordnet(directory: Path = WORDNET_DIR) -> Iterator[str]:
+    """Yield WordNet's usage examples (the quoted parts of its glosses), first letter capitalized.
+
+    WordNet examples rarely start with a capital; capitalizing keeps
+    ``normalize`` and the synthesizers' prosody the same as for fortunes.
+    """
+    for pos in ("noun", "verb", "adj", "adv"):
+        with open(directory / f"data.{pos}", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("  ") or "|" not in line:  # licence header
+                    continue
+                for example in re.findall(r'"([^"]+)"', line.split("|", 1)[1]):
+                    example = example.strip()
+                    if example:
+                        yield example[0].upper() + example[1:]
+
+
+def build_extra(raw: Iterable[str], exclude: set[str]) -> list[Sentence]:
+    """Training-only sentences of a second source: new labels whose hash says ``train``."""
+    seen = set(exclude)
+    items: list[Sentence] = []
+    for sentence in raw:
+        normalized = normalize(sentence)
+        if normalized is None or normalized[1] in seen or split_of(normalized[1]) != "train":
+            continue
+        tts, label = normalized
+        seen.add(label)
+        items.append(Sentence(hashlib.sha1(label.encode()).hexdigest()[:12], tts, label))
+    items.sort(key=lambda s: s.id)
+    return items
 
 
 def split_sentences(fortune: str) -> Iterator[str]:
@@ -167,9 +208,16 @@ def main(argv: list[str] | None = None) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--no-wordnet", action="store_true", help="fortunes only")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    splits = build_sentences(read_fortunes())
+    splits: dict[str, list[Sentence]] = build_sentences(read_fortunes())
+    if not args.no_wordnet:
+        if (WORDNET_DIR / "data.noun").exists():
+            labels = {s.text for items in splits.values() for s in items}
+            splits[WORDNET_SPLIT] = build_extra(read_wordnet(), labels)
+        else:
+            print(f"{WORDNET_DIR} missing (apt-get install wordnet-base): fortunes only")
     for name, items in splits.items():
         with open(args.out / f"{name}.jsonl", "w", encoding="utf-8") as fh:
             for item in items:
