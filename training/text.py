@@ -93,15 +93,7 @@ def read_wordnet(directory: Path = WORDNET_DIR) -> Iterator[str]:
 
 def build_extra(raw: Iterable[str], exclude: set[str]) -> list[Sentence]:
     """Training-only sentences of a second source: new labels whose hash says ``train``."""
-    seen = set(exclude)
-    items: list[Sentence] = []
-    for sentence in raw:
-        normalized = normalize(sentence)
-        if normalized is None or normalized[1] in seen or split_of(normalized[1]) != "train":
-            continue
-        tts, label = normalized
-        seen.add(label)
-        items.append(Sentence(hashlib.sha1(label.encode()).hexdigest()[:12], tts, label))
+    items = [s for s in _new_sentences(raw, set(exclude)) if split_of(s.text) == "train"]
     items.sort(key=lambda s: s.id)
     return items
 
@@ -178,19 +170,23 @@ def split_of(label: str) -> str:
     return "train"
 
 
+def _new_sentences(raw: Iterable[str], seen: set[str]) -> Iterator[Sentence]:
+    """Normalize raw sentences, skipping unsafe ones and labels already in ``seen`` (updated)."""
+    for sentence in raw:
+        normalized = normalize(sentence)
+        if normalized is None or normalized[1] in seen:
+            continue
+        tts, label = normalized
+        seen.add(label)
+        yield Sentence(hashlib.sha1(label.encode()).hexdigest()[:12], tts, label)
+
+
 def build_sentences(fortunes: Iterable[str]) -> dict[str, list[Sentence]]:
     """Normalize, de-duplicate and split all sentences, in a deterministic order."""
-    seen: set[str] = set()
     splits: dict[str, list[Sentence]] = {"train": [], "valid": [], "test": []}
-    for fortune in fortunes:
-        for raw in split_sentences(fortune):
-            normalized = normalize(raw)
-            if normalized is None or normalized[1] in seen:
-                continue
-            tts, label = normalized
-            seen.add(label)
-            sid = hashlib.sha1(label.encode()).hexdigest()[:12]
-            splits[split_of(label)].append(Sentence(sid, tts, label))
+    raw = (sentence for fortune in fortunes for sentence in split_sentences(fortune))
+    for item in _new_sentences(raw, set()):
+        splits[split_of(item.text)].append(item)
     for items in splits.values():
         items.sort(key=lambda s: s.id)
     return splits
