@@ -109,3 +109,22 @@ def test_a_warm_start_card_states_the_cycles_learning_rate_not_a_from_scratch_pe
     assert "1384 steps into it" in note
     line = _training_line({}, tc, "AMD EPYC")
     assert "peak lr" not in line  # 0.003 is this cycle's, not the from-scratch run's
+
+
+def test_a_continuation_on_another_cpu_names_each_machine_with_its_steps(tmp_path: Path) -> None:
+    from training.export import cpu_description, training_machines
+
+    here = cpu_description()
+    previous = tmp_path / "MODEL_CARD.md"
+    history = "Old CPU A up to step 30000, Old CPU B after; up to step 10045 also one run on an GPU"
+    previous.write_text(
+        "## Training\n\n" + _training_line({}, {"lr": 0.002, "batch_seconds": 40.0}, history),
+        encoding="utf-8",
+    )
+
+    machines = training_machines({"train_config": {"init_step": 52627}}, previous)
+
+    assert machines == (
+        f"Old CPU A up to step 30000, Old CPU B up to step 52627, {here} after; "
+        "up to step 10045 also one run on an GPU"
+    )

@@ -213,7 +213,11 @@ def training_machines(state: dict[str, Any], previous_card: Path | None) -> str:
         return here
     if found.group(1).startswith(here):
         return found.group(1)
-    return f"{found.group(1)} up to step {init_step}, {here} after"
+    # "A up to step N, B after; <GPU note>" + this machine -> "A up to step N, B up to
+    # step M, C after; <GPU note>": each machine with its steps, the note kept last.
+    machines, _, note = found.group(1).partition("; ")
+    machines = re.sub(r" after$", "", machines)
+    return f"{machines} up to step {init_step}, {here} after" + (f"; {note}" if note else "")
 
 
 def _warm_start_note(tc: dict[str, Any], step: int) -> str:
