@@ -30,7 +30,7 @@ $S --engine awb --split train --limit 7500 --offset 7500
 $S --engine joe --split train --limit 7500 --offset 3700
 $S --engine kal --split train --limit 5000 --offset 11000
 
-# WordNet examples (~21 h): 8 000 sentences per voice, every sentence exactly once.
+# WordNet examples (~26 h): 8 000 sentences per voice, every sentence exactly once.
 if [[ "${WORDNET:-1}" == "1" && -s training/work/text/train-wordnet.jsonl ]]; then
   $S --engine espeak --split train-wordnet --limit 8000 --offset 0
   $S --engine kal16 --split train-wordnet --limit 8000 --offset 8000
