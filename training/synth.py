@@ -273,7 +273,7 @@ def synthesize(job: Job, out_dir: Path) -> dict[str, Any] | None:
 
 def corpus_split(split: str) -> str:
     """The corpus split a text split's audio belongs to (``train-wordnet`` is training audio)."""
-    return split.split("-", 1)[0]
+    return split.partition("-")[0]
 
 
 def manifest_path(split: str, engine: str) -> Path:
@@ -282,9 +282,9 @@ def manifest_path(split: str, engine: str) -> Path:
     A second text source gets its own manifest beside the engine's
     (``train/espeak-wordnet.jsonl``), so the corpus hours show each source.
     """
-    source = split.partition("-")[2]
+    corpus, _, source = split.partition("-")
     name = f"{engine}-{source}" if source else engine
-    return CORPUS_DIR / corpus_split(split) / f"{name}.jsonl"
+    return CORPUS_DIR / corpus / f"{name}.jsonl"
 
 
 def read_manifest(path: Path) -> list[dict[str, Any]]:
