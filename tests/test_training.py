@@ -1,9 +1,11 @@
 """Training (training/train.py, training/data.py): the schedule, the warm start from a shipped
-model, corpora in other folders, preloading, multi-pass epochs and short runs on CPU."""
+model, corpora in other folders, preloading, multi-pass and oversampled epochs and short runs
+on CPU."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import random
 import time
@@ -26,7 +28,9 @@ from training.train import (
     _schedule,
     card_progress,
     fit_cooldown,
+    load_train_config,
     lr_factor,
+    parse_args,
     plan_epoch,
     refit_cooldown,
 )
@@ -201,6 +205,31 @@ def test_a_warm_start_is_shuffled_from_its_first_batch(tmp_path: Path) -> None:
     assert scratch.batches == curriculum  # from scratch: short to long first
     assert warm.batches != curriculum  # a fine-tune sees long utterances from the start
     assert Counter(u for b in warm.batches for u in b) == Counter(u for b in curriculum for u in b)
+
+
+def test_an_oversampled_voice_is_planned_that_many_times_per_epoch(tmp_path: Path) -> None:
+    lengths = [round(0.4 + 0.06 * i, 2) for i in range(24)]
+    write_corpus(tmp_path, {"a": lengths[::2], "b": lengths[1::2]}, VALID)
+    cfg = TrainConfig(batch_seconds=3.0, init_step=5000, oversample={"b": 3})
+    prog = Progress()
+    records = plan_epoch(prog, cfg, tmp_path)
+    assert len(records) == 24  # the records themselves are not copied
+    counts = Counter(uid for batch in prog.batches for uid in batch)
+    assert {counts[u] for u, r in records.items() if r["engine"] == "a"} == {1}
+    assert {counts[u] for u, r in records.items() if r["engine"] == "b"} == {3}
+    # the plan survives a checkpoint: the saved config restores the same oversampling
+    saved = dataclasses.asdict(cfg)
+    assert load_train_config(saved).oversample == {"b": 3}
+
+
+@pytest.mark.parametrize("bad", ["joe", "joe=0", "=2", "joe=x"])
+def test_oversample_option_refuses_what_is_not_voice_equals_count(bad: str) -> None:
+    with pytest.raises(SystemExit):
+        parse_args(["--oversample", bad])
+    assert parse_args(["--oversample", "joe=2", "--oversample", "kal=3"]).oversample == {
+        "joe": 2,
+        "kal": 3,
+    }
 
 
 def test_fit_cooldown_measures_the_step_rate_then_sizes_the_cooldown(tmp_path: Path) -> None:

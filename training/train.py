@@ -85,6 +85,9 @@ class TrainConfig:
     init_step: int = 0
     rewarm_steps: int = 200
     cooldown_steps: int = 0
+    # Voice -> renderings per epoch (each copy augmented anew): more of a voice the
+    # model lags on without synthesizing more of it (``--oversample joe=2``).
+    oversample: dict[str, int] = dataclasses.field(default_factory=dict)
     # Architecture changes on the way (``training.grow``), carried from card to card.
     history: list[str] = dataclasses.field(default_factory=list)
     size: ModelSize = dataclasses.field(default_factory=ModelSize)
@@ -195,21 +198,23 @@ def plan_epoch(
     records = [
         r for r in load_manifests("train", corpus=corpus) if r["seconds"] <= cfg.max_utt_seconds
     ]
+    planned = [r for r in records for _ in range(cfg.oversample.get(r["engine"], 1))]
     rng = random.Random(cfg.seed * 1000 + progress.epoch)
     progress.batches = [
         batch
         for n in range(passes)
         for batch in make_batches(
-            records,
+            planned,
             cfg.batch_seconds,
             rng,
             shuffle=progress.epoch > 0 or n > 0 or cfg.init_step > 0,
         )
     ]
     progress.batch_pos = 0
-    hours = sum(r["seconds"] for r in records) / 3600
+    hours = sum(r["seconds"] for r in planned) / 3600
+    copies = f" ({len(planned) - len(records)} oversampled copies)" if cfg.oversample else ""
     print(
-        f"epoch {progress.epoch}: {len(records)} utterances, {hours:.2f} h, "
+        f"epoch {progress.epoch}: {len(records)} utterances{copies}, {hours:.2f} h, "
         f"{len(progress.batches)} batches"
     )
     return {r["id"]: r for r in records}
@@ -355,6 +360,7 @@ def warm_start(args: argparse.Namespace) -> tuple[Any, TrainConfig, Progress]:
         init_step=prog.step,
         cooldown_steps=args.cooldown_steps,
         history=card_history(args.init_from),
+        oversample=args.oversample,
     )
     model.config.mask_time_prob = cfg.mask_time_prob
     history = RESULTS_DIR / "train_log.jsonl"
@@ -562,9 +568,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="with --init-from: decay the learning rate linearly to its floor over N steps",
     )
     p.add_argument(
+        "--oversample",
+        type=_oversample,
+        action="append",
+        default=[],
+        metavar="VOICE=N",
+        help="plan N renderings of each utterance of VOICE per epoch, each augmented anew "
+        "(repeatable; e.g. joe=2 for the voice the model lags on)",
+    )
+    p.add_argument(
         "--fresh", action="store_true", help="ignore an existing checkpoint (moves it aside)"
     )
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.oversample = dict(args.oversample)
+    return args
+
+
+def _oversample(text: str) -> tuple[str, int]:
+    """Parse ``VOICE=N`` (N >= 1) for ``--oversample``."""
+    voice, sep, count = text.partition("=")
+    if not sep or not voice or not count.isdigit() or int(count) < 1:
+        raise argparse.ArgumentTypeError(f"expected VOICE=N with N >= 1, got {text!r}")
+    return voice, int(count)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -598,7 +623,7 @@ def main(argv: list[str] | None = None) -> None:
         model, cfg, prog = warm_start(args)
         state = None
     else:
-        cfg = TrainConfig(lr=args.lr, batch_seconds=args.batch_seconds)
+        cfg = TrainConfig(lr=args.lr, batch_seconds=args.batch_seconds, oversample=args.oversample)
         seed_everything(cfg.seed)
         model = Wav2Vec2ForCTC(build_config(cfg.size, cfg.mask_time_prob))
         prog = Progress()
