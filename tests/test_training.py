@@ -4,7 +4,6 @@ on CPU."""
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import random
@@ -67,15 +66,11 @@ def test_warm_start_reads_step_and_progress_from_the_shipped_model_card() -> Non
 def test_warm_start_records_the_size_of_the_model_it_loads(tmp_path: Path) -> None:
     from transformers import Wav2Vec2ForCTC
 
-    args = argparse.Namespace(
-        init_from=MODEL_DIR,
-        lr=4e-3,
-        batch_seconds=40.0,
-        no_bf16=False,
-        cooldown_steps=0,
-        run_dir=tmp_path,
+    args = parse_args(
+        ["--init-from", str(MODEL_DIR), "--run-dir", str(tmp_path), "--oversample", "joe=2"]
     )
     model, cfg, _ = train.warm_start(args)
+    assert cfg.oversample == {"joe": 2}
     # The shipped model was grown past the default size; the config must say what is trained.
     assert cfg.size.layers == model.config.num_hidden_layers
     rebuilt = Wav2Vec2ForCTC(build_config(cfg.size))

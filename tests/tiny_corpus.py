@@ -76,4 +76,6 @@ def tiny_ctc_model() -> Any:
         pos_conv_kernel=16,
         pos_conv_groups=4,
     )
-    return Wav2Vec2ForCTC(build_config(size)).eval()
+    model = Wav2Vec2ForCTC(build_config(size))
+    model.train(False)  # eval mode; newer transformers leave PreTrainedModel.eval untyped
+    return model

@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = p.parse_args(argv)
     after = [int(i) for i in args.after.split(",") if i.strip()]
-    model = Wav2Vec2ForCTC.from_pretrained(args.source).eval()
+    model = Wav2Vec2ForCTC.from_pretrained(args.source)
+    model.train(False)  # eval mode; newer transformers leave PreTrainedModel.eval untyped
     before = model.config.num_hidden_layers
     grow_layers(model, after)
     args.out.mkdir(parents=True, exist_ok=True)
