@@ -217,6 +217,16 @@ def test_an_oversampled_voice_is_planned_that_many_times_per_epoch(tmp_path: Pat
     assert load_train_config(saved).oversample == {"b": 3}
 
 
+def test_oversampling_a_voice_the_corpus_lacks_stops_with_the_voices_it_has(
+    tmp_path: Path,
+) -> None:
+    write_corpus(tmp_path, {"a": [0.5, 0.6], "b": [0.7]}, VALID)
+    with pytest.raises(
+        SystemExit, match="no training utterances of Joe; voices in the corpus: a, b"
+    ):
+        plan_epoch(Progress(), TrainConfig(oversample={"Joe": 2}), tmp_path)
+
+
 @pytest.mark.parametrize("bad", ["joe", "joe=0", "=2", "joe=x"])
 def test_oversample_option_refuses_what_is_not_voice_equals_count(bad: str) -> None:
     with pytest.raises(SystemExit):

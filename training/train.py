@@ -198,6 +198,13 @@ def plan_epoch(
     records = [
         r for r in load_manifests("train", corpus=corpus) if r["seconds"] <= cfg.max_utt_seconds
     ]
+    voices = {r["engine"] for r in records}
+    if unknown := sorted(set(cfg.oversample) - voices):
+        # A typo (``Joe=2``) would otherwise train a whole cycle without the intended boost.
+        raise SystemExit(
+            f"--oversample: no training utterances of {', '.join(unknown)}; "
+            f"voices in the corpus: {', '.join(sorted(voices))}"
+        )
     planned = [r for r in records for _ in range(cfg.oversample.get(r["engine"], 1))]
     rng = random.Random(cfg.seed * 1000 + progress.epoch)
     progress.batches = [
