@@ -128,3 +128,19 @@ def test_a_continuation_on_another_cpu_names_each_machine_with_its_steps(tmp_pat
         f"Old CPU A up to step 30000, Old CPU B up to step 52627, {here} after; "
         "up to step 10045 also one run on an GPU"
     )
+
+
+def test_a_continuation_on_the_machine_of_the_last_steps_keeps_the_history(tmp_path: Path) -> None:
+    from training.export import cpu_description, training_machines
+
+    here = cpu_description()
+    previous = tmp_path / "MODEL_CARD.md"
+    history = f"Old CPU A up to step 52627, {here} after; up to step 10045 also one run on an GPU"
+    previous.write_text(
+        "## Training\n\n" + _training_line({}, {"lr": 0.002, "batch_seconds": 40.0}, history),
+        encoding="utf-8",
+    )
+
+    machines = training_machines({"train_config": {"init_step": 56020}}, previous)
+
+    assert machines == history

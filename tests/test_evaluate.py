@@ -56,3 +56,31 @@ def test_card_blames_the_data_when_training_sentences_are_fit_but_new_ones_are_n
 
 def test_card_without_a_fit_score_still_names_the_limit() -> None:
     assert "training compute" in _fit_note({"sets": {"a": {"cer": 0.2}}})
+
+
+def test_card_names_the_training_voices_that_miss_the_target_and_those_that_reach_it() -> None:
+    from training.export import _target_verdict
+
+    sets = {
+        "awb": {"cer": 0.090},
+        "joe": {"cer": 0.132},
+        "kal": {"cer": 0.082},
+        "rms": {"cer": 0.437, "unseen": True},
+    }
+    verdict = _target_verdict(sets)
+    assert verdict.startswith("**not met**")
+    assert "joe 13.2%" in verdict and "met by awb, kal (8.2% to 9.0%)" in verdict
+    assert "rms" not in verdict  # the unseen voice is reported, not part of the target
+
+    assert _target_verdict({"awb": {"cer": 0.09}, "kal": {"cer": 0.05}}) == (
+        "met at this step (5.0% to 9.0%)"
+    )
+    assert _target_verdict({"awb": {"cer": 0.2}}) == "**not met** at this step (20.0% to 20.0%)"
+
+
+def test_card_blames_compute_only_for_the_voices_that_do_not_fit_their_training_sentences() -> None:
+    evaluation = _evaluation(trained=[0.06, 0.107], held_out=[0.09, 0.132])
+    evaluation["fit"]["sets"] = {"awb": {"cer": 0.06}, "joe": {"cer": 0.107}}
+    note = _fit_note(evaluation)
+    assert "On joe the model does not even fit" in note
+    assert "other voices fit theirs (6.0% to 6.0%)" in note and "compute" in note
