@@ -9,6 +9,8 @@
 # every sentence (joe, the Piper voice, is the weakest voice of the model).
 # WORDNET=1 (the default when wordnet-base is installed) renders the ~40 000 WordNet
 # example sentences (train-only, training/text.py), each once, by one voice in turn.
+# JOE_MORE=1 has joe also speak the 16 000 WordNet sentences of kal16 and awb: new
+# sentences are what joe lacks now that it fits its own (training/README.md, 2026-12-02).
 set -euo pipefail
 W="${WORKERS:-2}"
 S="python -m training.synth --workers $W"
@@ -37,6 +39,10 @@ if [[ "${WORDNET:-1}" == "1" && -s training/work/text/train-wordnet.jsonl ]]; th
   $S --engine awb --split train-wordnet --limit 8000 --offset 16000
   $S --engine joe --split train-wordnet --limit 8000 --offset 24000
   $S --engine kal --split train-wordnet --limit 8200 --offset 32000
+fi
+
+if [[ "${JOE_MORE:-0}" == "1" && -s training/work/text/train-wordnet.jsonl ]]; then
+  $S --engine joe --split train-wordnet --limit 16000 --offset 8000
 fi
 
 if [[ "${PASS2:-0}" == "1" ]]; then
