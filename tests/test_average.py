@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,23 @@ def test_the_card_names_every_run_of_an_average_and_where_it_ran() -> None:
     assert "step 8910" in line and "0.219" in line and "average" in line
     single = _training_line({}, {"lr": 0.002, "batch_seconds": 40.0}, "AMD EPYC")
     assert "2 CPU cores (AMD EPYC), no GPU" in single  # what training_machines() parses
+
+
+def test_an_average_with_its_base_model_names_the_base_as_a_member_not_a_run() -> None:
+    state = {
+        "base_step": 68014,
+        "average_of": [
+            {"label": "joe's new sentences", "device": "AMD EPYC", "batch_seconds": 40.0,
+             "step": 72191, "valid_cer": 0.0931},
+            {"label": "the base model", "device": "the exported base model",
+             "batch_seconds": 40.0, "step": 68014, "valid_cer": 0.0886},
+        ],
+    }  # fmt: skip
+    line = _training_line(state, {"lr": 0.004, "batch_seconds": 40.0}, "Intel Xeon")
+    assert "Then 1 run continued from step 68014" in line
+    assert "to step 72191 (validation CER 0.093)" in line
+    assert "2. the step-68014 model itself (validation CER 0.089)" in line
+    assert re.search(r"2 CPU cores \(Intel Xeon\)\.$", line, re.MULTILINE)  # still parsed
 
 
 def test_a_run_continued_from_an_average_names_the_gpu_run_in_its_history(tmp_path) -> None:

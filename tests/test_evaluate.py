@@ -69,8 +69,10 @@ def test_card_names_the_training_voices_that_miss_the_target_and_those_that_reac
     }
     verdict = _target_verdict(sets)
     assert verdict.startswith("**not met**")
-    assert "joe 13.2%" in verdict and "met by awb, kal (8.2% to 9.0%)" in verdict
+    assert "joe 13.20%" in verdict and "met by awb, kal (8.2% to 9.0%)" in verdict
     assert "rms" not in verdict  # the unseen voice is reported, not part of the target
+    # A voice just over the line must not read as if it met it ("10.0%").
+    assert "joe 10.05%" in _target_verdict({"joe": {"cer": 0.1005}, "awb": {"cer": 0.09}})
 
     assert _target_verdict({"awb": {"cer": 0.09}, "kal": {"cer": 0.05}}) == (
         "met at this step (5.0% to 9.0%)"

@@ -65,9 +65,28 @@ def summed_progress(base: Progress, states: list[dict[str, Any]], cer: float) ->
     )
 
 
-def average(base_dir: Path, runs: list[tuple[Path, str]], out: Path) -> dict[str, Any]:
+def base_member(base_dir: Path, like: dict[str, Any], base: Progress) -> dict[str, Any]:
+    """The exported base model as a soup member: its weights, no steps of its own."""
+    from transformers import Wav2Vec2ForCTC
+
+    model = Wav2Vec2ForCTC.from_pretrained(str(base_dir))
+    return {
+        "model": model.state_dict(),
+        "model_config": like["model_config"],
+        "train_config": like["train_config"],
+        "progress": dict(base.__dict__),
+        "device": "the exported base model",
+    }
+
+
+def average(
+    base_dir: Path, runs: list[tuple[Path, str]], out: Path, *, with_base: bool = False
+) -> dict[str, Any]:
     """Average ``runs`` (checkpoint, label) that all started from ``base_dir``; save to
-    ``out`` and return the state (with the average's validation CER)."""
+    ``out`` and return the state (with the average's validation CER).  ``with_base``
+    adds the base model itself as a member: with one run, the midpoint between the base
+    and its fine-tuning, which keeps part of what the fine-tuning's skewed data mix
+    made it forget."""
     from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
 
     base = card_progress(base_dir)
@@ -76,6 +95,9 @@ def average(base_dir: Path, runs: list[tuple[Path, str]], out: Path) -> dict[str
         # A warm start (--init-from) records the base step; a resumed run only its own.
         if state["progress"]["step"] <= base.step:
             raise SystemExit(f"{path} is not past {base_dir}'s step {base.step}")
+    if with_base:
+        runs = [*runs, (base_dir, f"the base model, step {base.step}")]
+        states.append(base_member(base_dir, states[0], base))
     valid = valid_set(TrainConfig())
 
     def cer(weights: dict[str, torch.Tensor]) -> float:
@@ -130,11 +152,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--base", type=Path, required=True, help="the exported model all runs began at")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--with-base",
+        action="store_true",
+        help="average the base model in too (one checkpoint then suffices: the midpoint "
+        "between the base and its fine-tuning)",
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    if len(args.runs) < 2:
-        raise SystemExit("give at least two checkpoints")
-    average(args.base, args.runs, args.out)
+    if len(args.runs) + args.with_base < 2:
+        raise SystemExit("give at least two checkpoints (or one and --with-base)")
+    average(args.base, args.runs, args.out, with_base=args.with_base)
 
 
 if __name__ == "__main__":

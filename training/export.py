@@ -99,7 +99,8 @@ def _target_verdict(sets: dict[str, Any]) -> str:
     if len(over) == len(seen):
         return f"**not met** at this step ({span})"
     under = sorted(name for name in seen if name not in over)
-    missed = ", ".join(f"{name} {cer:.1%}" for name, cer in sorted(over.items()))
+    # Two decimals: a voice just over the line (10.05 %) must not read as "10.0 %", i.e. met.
+    missed = ", ".join(f"{name} {cer:.2%}" for name, cer in sorted(over.items()))
     return (
         f"**not met** at this step: {missed}; met by {', '.join(under)} "
         f"({min(seen[n] for n in under):.1%} to {max(seen[n] for n in under):.1%})"
@@ -284,17 +285,31 @@ def _training_line(state: dict[str, Any], tc: dict[str, Any], machines: str) -> 
             f"batches of\n~{tc['batch_seconds']:.0f} s audio, bf16 autocast, 2 CPU cores "
             f"({machines})" + ("." if "NVIDIA" in machines else ", no GPU.")
         )
+    base_step = state["base_step"]
+    fine = [run for run in state["average_of"] if run["step"] > base_step]
     runs = "\n".join(
         f"  {i}. {run['label']}, on {run['device']}, batches of ~{run['batch_seconds']:.0f} s, "
         f"to step {run['step']} (validation CER {run['valid_cer']:.3f});"
-        for i, run in enumerate(state["average_of"], 1)
+        for i, run in enumerate(fine, 1)
+    )
+    # ``training.average --with-base``: the base model itself is one of the members.
+    base = [run for run in state["average_of"] if run["step"] <= base_step]
+    with_base = (
+        f"  {len(fine) + 1}. the step-{base_step} model itself (validation CER "
+        f"{base[0]['valid_cer']:.3f});\n"
+        if base
+        else ""
     )
     return (
         "From scratch, CTC, AdamW (warmup + inverse-sqrt decay), bf16 autocast; up to step "
-        f"{state['base_step']} on 2 CPU cores (see the log). Then {len(state['average_of'])} "
-        f"runs continued from step {state['base_step']}:\n\n{runs}\n\nand these weights are "
-        'their element-wise average (a "model soup", `python -m training.average`): better '
-        "on validation than either run. The step count below adds up the steps of all runs.\n"
+        # The machines end a line, as in a single run's card: training_machines() reads them.
+        f"{base_step} on 2 CPU cores ({machines}).\nThen {len(fine)} "
+        f"run{'s' * (len(fine) > 1)} continued from step {base_step}:\n\n{runs}\n{with_base}\n"
+        "and these weights are the element-wise average of "
+        f"{'these' if len(state['average_of']) > 2 else 'the two'} "
+        '(a "model soup", `python -m training.average`): better on validation than '
+        f"{'any' if len(state['average_of']) > 2 else 'either'} of them. The step count "
+        "below adds up the steps of all runs.\n"
     )
 
 
