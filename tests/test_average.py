@@ -70,7 +70,7 @@ def test_an_average_with_its_base_model_names_the_base_as_a_member_not_a_run() -
         ],
     }  # fmt: skip
     line = _training_line(state, {"lr": 0.004, "batch_seconds": 40.0}, "Intel Xeon")
-    assert "Then 1 run continued from step 68014" in line
+    assert "up to step 68014; then 1 run continued from it" in line
     assert "to step 72191 (validation CER 0.093)" in line
     assert "2. the step-68014 model itself (validation CER 0.089)" in line
     assert re.search(r"2 CPU cores \(Intel Xeon\)\.$", line, re.MULTILINE)  # still parsed
@@ -162,3 +162,22 @@ def test_a_continuation_on_the_machine_of_the_last_steps_keeps_the_history(tmp_p
     machines = training_machines({"train_config": {"init_step": 56020}}, previous)
 
     assert machines == history
+
+
+def test_a_return_to_the_first_machine_adds_it_again_after_the_second(tmp_path: Path) -> None:
+    from training.export import cpu_description, training_machines
+
+    here = cpu_description()
+    previous = tmp_path / "MODEL_CARD.md"
+    history = f"{here} up to step 52627, Old CPU B after; up to step 10045 also one run on an GPU"
+    previous.write_text(
+        "## Training\n\n" + _training_line({}, {"lr": 0.002, "batch_seconds": 40.0}, history),
+        encoding="utf-8",
+    )
+
+    machines = training_machines({"train_config": {"init_step": 68014}}, previous)
+
+    assert machines == (
+        f"{here} up to step 52627, Old CPU B up to step 68014, {here} after; "
+        "up to step 10045 also one run on an GPU"
+    )

@@ -237,7 +237,9 @@ def training_machines(state: dict[str, Any], previous_card: Path | None) -> str:
         if gpu is not None:
             return f"{here}; up to step {init_step} also one run on an {gpu.group(1)}"
         return here
-    if found.group(1).startswith(here):
+    # Only this machine so far ("A" or "A; <GPU note>"); a prefix test would also take
+    # "A up to step N, B after" when the run is back on A.
+    if found.group(1).partition("; ")[0] == here:
         return found.group(1)
     # "A up to step N, B after; <GPU note>" + this machine -> "A up to step N, B up to
     # step M, C after; <GPU note>": each machine with its steps, the note kept last.
@@ -301,10 +303,10 @@ def _training_line(state: dict[str, Any], tc: dict[str, Any], machines: str) -> 
         else ""
     )
     return (
-        "From scratch, CTC, AdamW (warmup + inverse-sqrt decay), bf16 autocast; up to step "
         # The machines end a line, as in a single run's card: training_machines() reads them.
-        f"{base_step} on 2 CPU cores ({machines}).\nThen {len(fine)} "
-        f"run{'s' * (len(fine) > 1)} continued from step {base_step}:\n\n{runs}\n{with_base}\n"
+        "From scratch, CTC, AdamW (warmup + inverse-sqrt decay), bf16 autocast, 2 CPU cores "
+        f"({machines}).\nOne line of training up to step {base_step}; then {len(fine)} "
+        f"run{'s' * (len(fine) > 1)} continued from it:\n\n{runs}\n{with_base}\n"
         "and these weights are the element-wise average of "
         f"{'these' if len(state['average_of']) > 2 else 'the two'} "
         '(a "model soup", `python -m training.average`): better on validation than '
