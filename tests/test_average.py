@@ -103,6 +103,16 @@ def test_a_second_continuation_keeps_the_gpu_run_in_its_history(tmp_path: Path) 
     assert machines == f"{here}; up to step 10045 also one run on an NVIDIA H200"
 
 
+def _previous_card(tmp_path: Path, machines: str) -> Path:
+    """The card a single run on ``machines`` left behind, for training_machines() to read."""
+    card = tmp_path / "MODEL_CARD.md"
+    card.write_text(
+        "## Training\n\n" + _training_line({}, {"lr": 0.002, "batch_seconds": 40.0}, machines),
+        encoding="utf-8",
+    )
+    return card
+
+
 def _card_naming_a_gpu(tmp_path: Path) -> Path:
     card = tmp_path / "average-card.md"
     card.write_text(
@@ -133,12 +143,8 @@ def test_a_continuation_on_another_cpu_names_each_machine_with_its_steps(tmp_pat
     from training.export import cpu_description, training_machines
 
     here = cpu_description()
-    previous = tmp_path / "MODEL_CARD.md"
     history = "Old CPU A up to step 30000, Old CPU B after; up to step 10045 also one run on an GPU"
-    previous.write_text(
-        "## Training\n\n" + _training_line({}, {"lr": 0.002, "batch_seconds": 40.0}, history),
-        encoding="utf-8",
-    )
+    previous = _previous_card(tmp_path, history)
 
     machines = training_machines({"train_config": {"init_step": 52627}}, previous)
 
@@ -152,12 +158,8 @@ def test_a_continuation_on_the_machine_of_the_last_steps_keeps_the_history(tmp_p
     from training.export import cpu_description, training_machines
 
     here = cpu_description()
-    previous = tmp_path / "MODEL_CARD.md"
     history = f"Old CPU A up to step 52627, {here} after; up to step 10045 also one run on an GPU"
-    previous.write_text(
-        "## Training\n\n" + _training_line({}, {"lr": 0.002, "batch_seconds": 40.0}, history),
-        encoding="utf-8",
-    )
+    previous = _previous_card(tmp_path, history)
 
     machines = training_machines({"train_config": {"init_step": 56020}}, previous)
 
@@ -168,12 +170,8 @@ def test_a_return_to_the_first_machine_adds_it_again_after_the_second(tmp_path: 
     from training.export import cpu_description, training_machines
 
     here = cpu_description()
-    previous = tmp_path / "MODEL_CARD.md"
     history = f"{here} up to step 52627, Old CPU B after; up to step 10045 also one run on an GPU"
-    previous.write_text(
-        "## Training\n\n" + _training_line({}, {"lr": 0.002, "batch_seconds": 40.0}, history),
-        encoding="utf-8",
-    )
+    previous = _previous_card(tmp_path, history)
 
     machines = training_machines({"train_config": {"init_step": 68014}}, previous)
 
