@@ -95,7 +95,6 @@ class Session:
         self._inflight: WindowRequest | None = None
         self._last_partial: dict[int, tuple[str, str]] = {}
         self._input_samples = 0
-        self._model_samples = 0
         self.audio_started = False
         self.started = False
         self.ended = False
@@ -204,17 +203,11 @@ class Session:
         """Input received so far, in ms of the stream."""
         return self._input_samples * 1000 // self.format.sample_rate
 
-    @property
-    def speech_ratio(self) -> float:
-        seen = self._vad.frames_seen
-        return self._vad.voiced_frames / seen if seen else 0.0
-
     # -- internals ------------------------------------------------------------------
 
     def _gate(self, samples: np.ndarray) -> list[SessionEvent]:
         if samples.size == 0:
             return []
-        self._model_samples += samples.size
         if self._tail is not None:
             self._tail.append(samples)
         return self._apply_vad(self._vad.process(samples))

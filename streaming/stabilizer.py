@@ -20,10 +20,6 @@ class Hypothesis:
     committed: tuple[Word, ...]
     tentative: tuple[Word, ...]
 
-    @property
-    def words(self) -> tuple[Word, ...]:
-        return self.committed + self.tentative
-
 
 class Stabilizer:
     """Incrementally decodes stable + tentative frames; only decodes past the last commit."""
@@ -35,10 +31,6 @@ class Stabilizer:
         self.commit_early = commit_early
         self._committed: list[Word] = []
         self._scan_from = 0  # first frame after the delimiter of the last committed word
-
-    @property
-    def committed(self) -> tuple[Word, ...]:
-        return tuple(self._committed)
 
     def update(
         self,

@@ -95,7 +95,6 @@ class Utterance:
         self.closed = False
         self.reason = ""
         self.speech_end_sample = start_sample
-        self.windows_run = 0
         self._planner = planner
         self._stabilizer = stabilizer
         self._ids = np.zeros(0, dtype=np.int32)
@@ -103,7 +102,6 @@ class Utterance:
         self._scores: list[np.ndarray] | None = [] if keep_scores else None
         self._tentative_ids = np.zeros(0, dtype=np.int32)
         self._tentative_probs = np.zeros(0, dtype=np.float32)
-        self.hypothesis = Hypothesis((), ())
 
     @property
     def stable_frames(self) -> int:
@@ -158,15 +156,13 @@ class Utterance:
         tail = slice(plan.keep_to - offset, None)
         self._tentative_ids = ids[tail] if not plan.final else ids[:0]
         self._tentative_probs = probs[tail] if not plan.final else probs[:0]
-        self.windows_run += 1
-        self.hypothesis = self._stabilizer.update(
+        return self._stabilizer.update(
             self._ids,
             self._probs,
             self._tentative_ids,
             self._tentative_probs,
             final=plan.final,
         )
-        return self.hypothesis
 
     @property
     def frame_probs(self) -> np.ndarray:
@@ -183,7 +179,6 @@ class Utterance:
 
     def finalize(self) -> Hypothesis:
         """Commit whatever is left once no window is due any more (idempotent)."""
-        self.hypothesis = self._stabilizer.update(
+        return self._stabilizer.update(
             self._ids, self._probs, self._ids[:0], self._probs[:0], final=True
         )
-        return self.hypothesis

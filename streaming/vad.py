@@ -66,7 +66,6 @@ class VadGate:
         detector_factory: Callable[[int], SpeechDetector] = webrtc_detector,
         sample_rate: int = MODEL_SAMPLE_RATE,
     ) -> None:
-        self.config = config
         self.sample_rate = sample_rate
         self._detector = detector_factory(config.aggressiveness)
         self._frame = sample_rate * config.frame_ms // 1000
@@ -88,12 +87,7 @@ class VadGate:
         self._utterance_start = 0
         self._silent_run = 0
         self._last_voiced_end = 0
-        self.frames_seen = 0
-        self.voiced_frames = 0
-
-    @property
-    def in_speech(self) -> bool:
-        return self._in_speech
+        self._frames_seen = 0
 
     def process(self, samples: np.ndarray) -> list[VadEvent]:
         """Consume any number of samples; returns events in stream order."""
@@ -131,9 +125,8 @@ class VadGate:
         self, frame: np.ndarray, start: int, events: list[VadEvent], audio: list[np.ndarray]
     ) -> None:
         voiced = self._detector.is_speech(to_int16_bytes(frame), self.sample_rate)
-        voiced = voiced and self.frames_seen >= self._startup_frames
-        self.frames_seen += 1
-        self.voiced_frames += int(voiced)
+        voiced = voiced and self._frames_seen >= self._startup_frames
+        self._frames_seen += 1
         end = start + frame.size
         if not self._in_speech:
             self._ring.append((start, frame, voiced))
