@@ -44,6 +44,7 @@ from typing import Literal
 
 from .config import ServerConfig
 from .errors import ModelLoadError
+from .logs import setup_logging
 from .server import Server, server_url
 from .shared_engine import EngineHost, engine_address
 
@@ -388,10 +389,6 @@ def _worker_main(
     # Ctrl-C in a terminal reaches the whole process group; the parent turns it into the
     # SIGTERM that stops each worker gracefully.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # The CLI owns the log format. Imported here: a function of ``python -m streaming``'s
-    # __main__ cannot be pickled by reference into a spawned child.
-    from .__main__ import setup_logging
-
     setup_logging(log_level, prefix=f"[worker {index}] ")
     try:
         asyncio.run(_serve(index, sock, config, reports, parent_pid, engine_address))
@@ -436,8 +433,6 @@ def _engine_main(
 ) -> None:
     """Entry point of the shared inference process (``--shared-engine``)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from .__main__ import setup_logging
-
     setup_logging(log_level, prefix="[engine] ")
     try:
         asyncio.run(_run_engine(address, config, reports, parent_pid))
