@@ -144,7 +144,7 @@ class SessionDriver:
                 await self._work.wait()
                 continue
             try:
-                logprobs = await self.engine.infer(request.samples)
+                logprobs = await asyncio.wrap_future(self.engine.submit(request.samples))
             except (InferenceError, EngineClosed) as exc:
                 events = self.session.fail(request, str(exc))
             else:

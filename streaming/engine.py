@@ -1,25 +1,31 @@
 """One inference engine per process: batches windows from all sessions on one worker thread.
 
-Sessions ``await engine.infer(samples)``. Requests go to a bounded queue; the worker takes
-the first, waits at most ``batch_deadline_ms`` for more, groups them by exact length (so no
-padding ever changes an output), runs each group as one batch, and resolves the futures on
-the event loop. For a model that takes an attention mask (``pad_lengths``), a round of
-mixed lengths is instead one call, each window padded to the longest and masked. A failing
-batch fails only its own requests; CUDA out-of-memory retries the batch in halves.
+Callers ``submit(samples)`` and get a :class:`concurrent.futures.Future`; asyncio callers
+await it with ``asyncio.wrap_future``, and cancelling the future drops the window if the
+worker has not taken it yet (a client gone leaves no engine work). At most ``max_queue``
+windows are queued for the worker; more wait their turn in order, outside the queue. The
+worker takes the first, waits at most ``batch_deadline_ms`` for more, groups them by exact
+length (so no padding ever changes an output), runs each group as one batch, and settles
+the futures from its thread. For a model that takes an attention mask (``pad_lengths``), a
+round of mixed lengths is instead one call, each window padded to the longest and masked.
+A failing batch fails only its own requests; CUDA out-of-memory retries the batch in halves.
+
+This module is the engine layer: it imports no asyncio, so ``async`` here only marks the
+methods an event loop awaits (:class:`Engine`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import queue
 import threading
 import time
+import types
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Generator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 import numpy as np
 
@@ -83,20 +89,34 @@ BatchObserver = Callable[[int, float, list[float]], None]
 
 class Engine(Protocol):
     """What sessions and the server use: this module's in-process engine, or a worker's
-    client of the shared inference process (:mod:`streaming.shared_engine`)."""
+    client of the shared inference process (:mod:`streaming.shared_engine`); built by
+    :func:`streaming.engines.build_engine`.
+
+    ``submit`` never blocks: the future fails with :class:`EngineClosed` once the engine
+    stops and with :class:`InferenceError` when the model fails, and cancelling it drops
+    the window if the engine has not started on it.
+    """
 
     @property
-    def load(self) -> float: ...
+    def load(self) -> float:
+        """Fraction of the recent past the model was busy (admission refuses above a limit)."""
+        ...
 
     @property
-    def queue_depth(self) -> int: ...
+    def queue_depth(self) -> int:
+        """Windows waiting for the model."""
+        ...
 
     @property
     def stats(self) -> EngineStats: ...
 
+    async def start(self) -> None: ...
+
     async def stop(self) -> None: ...
 
-    async def infer(self, samples: np.ndarray) -> np.ndarray: ...
+    def submit(self, samples: np.ndarray) -> Future[np.ndarray]:
+        """(frames, vocab) float32 log-probabilities for one window of samples, later."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -142,9 +162,10 @@ class EngineStats:
 @dataclass
 class _Job:
     samples: np.ndarray
-    future: asyncio.Future[Served]
-    loop: asyncio.AbstractEventLoop
+    future: Future[Any]  # of a Served (timed) or of its log-probabilities
+    timed: bool
     enqueued: float
+    admitted: bool = False  # holds one of the max_queue places
 
 
 class InferenceEngine:
@@ -163,8 +184,12 @@ class InferenceEngine:
         self._stats = EngineStats()
         self._is_oom = is_oom or _is_cuda_oom
         self._observer = observer
-        self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=self.config.max_queue + 1)
-        self._slots: asyncio.Semaphore | None = None
+        # The worker's queue holds at most max_queue live windows (plus cancelled ones not
+        # yet skipped, and the stop sentinel); _waiting holds the rest in order.
+        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._waiting: deque[_Job] = deque()
+        self._admitted = 0
+        self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._closed = False
         self._recent: deque[tuple[float, float]] = deque()  # (end, seconds) of model calls
@@ -198,20 +223,26 @@ class InferenceEngine:
         return self._stats
 
     async def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._slots = asyncio.Semaphore(self.config.max_queue)
-        self._thread = threading.Thread(target=self._worker, name="inference", daemon=True)
-        self._thread.start()
+        with self._lock:
+            if self._thread is not None or self._closed:
+                return
+            self._thread = threading.Thread(target=self._worker, name="inference", daemon=True)
+            self._thread.start()
 
     async def stop(self) -> None:
-        """Finish what is queued, then stop the worker."""
-        if self._thread is None or self._closed:
+        """Refuse new windows, finish what is queued, and return once the worker is done."""
+        with self._lock:
             self._closed = True
-            return
-        self._closed = True
-        self._queue.put(None)
-        await asyncio.to_thread(self._thread.join)
+            thread = self._thread
+            waiting = list(self._waiting)  # their turn will not come
+            self._waiting.clear()
+            if thread is not None:
+                self._queue.put(None)
+        for job in waiting:  # outside the lock: settling runs the futures' callbacks
+            if job.future.set_running_or_notify_cancel():
+                job.future.set_exception(EngineClosed("inference engine is stopping"))
+        if thread is not None:
+            await _joined(thread)
 
     async def __aenter__(self) -> InferenceEngine:
         await self.start()
@@ -220,27 +251,49 @@ class InferenceEngine:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    async def infer(self, samples: np.ndarray) -> np.ndarray:
-        """(frames, vocab) log-probabilities for one window; waits while the queue is full."""
-        return (await self.infer_timed(samples)).logprobs
+    def submit(self, samples: np.ndarray) -> Future[np.ndarray]:
+        """(frames, vocab) log-probabilities for one window, when the worker has run it."""
+        future: Future[np.ndarray] = self._enqueue(samples, timed=False)
+        return future
 
-    async def infer_timed(self, samples: np.ndarray) -> Served:
-        """:meth:`infer` plus the size and duration of the batch that served the window."""
-        if self._closed or self._slots is None:
-            raise EngineClosed("inference engine is not running")
-        await self._slots.acquire()
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Served] = loop.create_future()
-        future.add_done_callback(lambda _: self._release())
-        if self._closed:
-            future.cancel()
-            raise EngineClosed("inference engine is stopping")
-        self._queue.put_nowait(_Job(samples, future, loop, time.perf_counter()))
-        return await future
+    def submit_timed(self, samples: np.ndarray) -> Future[Served]:
+        """:meth:`submit` plus the size and duration of the batch that served the window."""
+        future: Future[Served] = self._enqueue(samples, timed=True)
+        return future
 
-    def _release(self) -> None:
-        if self._slots is not None:
-            self._slots.release()
+    def _enqueue(self, samples: np.ndarray, *, timed: bool) -> Future[Any]:
+        future: Future[Any] = Future()
+        job = _Job(samples, future, timed, time.perf_counter())
+        with self._lock:
+            if self._closed or self._thread is None:
+                state = "stopping" if self._closed else "not running"
+                future.set_exception(EngineClosed(f"inference engine is {state}"))
+                return future
+            if self._admitted < self.config.max_queue:
+                self._admit(job)
+            else:
+                self._waiting.append(job)  # its turn comes when a queued window is done
+        future.add_done_callback(lambda _: self._release(job))
+        return future
+
+    def _admit(self, job: _Job) -> None:
+        """Queue ``job`` for the worker (holding ``_lock``)."""
+        job.admitted = True
+        self._admitted += 1
+        self._queue.put_nowait(job)
+
+    def _release(self, job: _Job) -> None:
+        """``job`` is done (or cancelled): its place goes to the next live waiting window."""
+        with self._lock:
+            if not job.admitted:
+                return  # cancelled while waiting: skipped when its turn comes
+            job.admitted = False
+            self._admitted -= 1
+            while self._waiting:
+                waiting = self._waiting.popleft()
+                if not waiting.future.cancelled():
+                    self._admit(waiting)
+                    return
 
     # -- worker thread --------------------------------------------------------------
 
@@ -270,7 +323,9 @@ class InferenceEngine:
         return False
 
     def _run(self, jobs: list[_Job]) -> None:
-        live = [j for j in jobs if not j.future.cancelled()]
+        # Claims each future: from here on it cannot be cancelled, and a cancelled one is
+        # dropped without running.
+        live = [j for j in jobs if j.future.set_running_or_notify_cancel()]
         self._stats.gathers += 1
         if self._ragged and len({j.samples.size for j in live}) > 1:
             self._run_group(live, ragged=True)
@@ -333,17 +388,20 @@ class InferenceEngine:
 
 
 def _resolve(job: _Job, value: Served | None, error: BaseException | None) -> None:
-    def settle() -> None:
-        if job.future.done():
-            return
-        if error is not None:
-            job.future.set_exception(error)
-        else:
-            job.future.set_result(value)  # type: ignore[arg-type]
+    if error is not None:
+        job.future.set_exception(error)
+    else:
+        assert value is not None
+        job.future.set_result(value if job.timed else value.logprobs)
 
-    # A closed loop means nobody is waiting any more.
-    with contextlib.suppress(RuntimeError):
-        job.loop.call_soon_threadsafe(settle)
+
+@types.coroutine
+def _joined(thread: threading.Thread) -> Generator[None, None, None]:
+    """Await a thread's end without asyncio (this layer's rule): each bare ``yield`` gives
+    the event loop one turn, between joins of at most a millisecond."""
+    while thread.is_alive():
+        thread.join(0.001)
+        yield
 
 
 def _is_cuda_oom(exc: BaseException) -> bool:

@@ -23,16 +23,15 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request, Response
 
 from . import compat
-from .config import MODEL_SAMPLE_RATE, ServerConfig
+from .config import ServerConfig
 from .connection import ConnectionContext, Endpoint, StreamConnection
-from .engine import LOAD_WINDOW_S, Engine, InferenceEngine, warmup_batches
+from .engine import LOAD_WINDOW_S, Engine
+from .engines import LOCAL, build_engine, shared_engine_url
 from .metrics import Metrics
-from .model import LoadedModel, ModelInfo, load_model, resolve_model
+from .model import LoadedModel, ModelInfo, resolve_model
 from .rescoring import FinalRescorer, build_rescorer
 from .security import presented_token, redacting_logger, server_tls_context, token_allowed
 from .session import Session
-from .shared_engine import SharedEngineClient
-from .windowing import warmup_lengths
 
 log = logging.getLogger(__name__)
 
@@ -90,25 +89,13 @@ class Server:
         """Load the model, start the engine and serve: on ``sock`` when given (a listening
         socket shared by ``--workers`` processes; host and port then come from it), else on
         the configured host and port."""
-        if self.engine_address is not None:
-            client = SharedEngineClient(
-                self.engine_address, self.config.engine, observer=self.metrics.observe_shared
-            )
-            self.info = await client.start()
-            self.engine = client
-        else:
-            if self.model is None:
-                self.model = await asyncio.to_thread(
-                    load_model, self.config.model, threads=self.config.engine.threads
-                )
-            self.info = self.model.info
+        await self._start_engine()
+        assert self.info is not None
         if self.config.lm.enabled and self.rescorer is None:
             source = resolve_model(self.config.model.name)
             self.rescorer = await asyncio.to_thread(
                 build_rescorer, self.config.lm, self.info.vocab, source
             )
-        if self.engine is None:
-            await self._start_engine()
         tls = self.config.tls_cert_file
         origins = self.config.allowed_origins
         self._ws = await serve(
@@ -128,18 +115,14 @@ class Server:
         log.info("listening on %s", self.url)
 
     async def _start_engine(self) -> None:
-        """The in-process engine, after a warm-up run of each window length."""
-        assert self.model is not None
-        if self.config.model.warmup:
-            lengths = warmup_lengths(self.config.window, self.model.geometry, MODEL_SAMPLE_RATE)
-            batches = warmup_batches(self.config.engine, self.model.device)
-            seconds = await asyncio.to_thread(self.model.warm_up, lengths, batches)
-            log.info("warm-up done in %.2f s (%d shapes)", seconds, len(lengths) * len(batches))
-        engine = InferenceEngine(
-            self.model, self.config.engine, observer=self.metrics.observe_batch
-        )
-        await engine.start()
-        self.engine = engine
+        """The in-process engine (loaded unless given, warmed up), or the client of the
+        shared inference process."""
+        url = LOCAL if self.engine_address is None else shared_engine_url(self.engine_address)
+        model = self.model if url == LOCAL else None
+        built = await build_engine(self.config, url, model=model, metrics=self.metrics)
+        self.engine, self.info = built.engine, built.info
+        if built.model is not None:
+            self.model = built.model
 
     async def shutdown(self, grace: float | None = None) -> None:
         """Stop accepting, finalize every open utterance, send finals, close with 1001."""

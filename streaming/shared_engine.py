@@ -3,10 +3,11 @@
 Under ``--workers N`` each worker otherwise loads its own model and batches only its own
 streams. On an H200 with 8 workers that gave batches of 1.3-2.6 windows: every call paid
 the launch cost and 8 CUDA contexts time-sliced the GPU. With a shared engine the
-supervisor starts one more process, which loads the model once and runs the ordinary
+supervisor starts one more process, which loads the model once and serves the ordinary
 batching :class:`~streaming.engine.InferenceEngine` (:class:`EngineHost`); the workers keep
 the websockets, VAD, windowing and stabilizer, and send each window over a Unix socket
-(:class:`SharedEngineClient`, which the server uses like the in-process engine).
+(:class:`SharedEngineClient`, an :class:`~streaming.engine.Engine` like the in-process
+one). :mod:`streaming.engines` builds both sides.
 
 Wire format, little-endian, spoken only between processes of one server:
 
@@ -28,20 +29,14 @@ import os
 import pickle
 import struct
 from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
 
-from .config import MODEL_SAMPLE_RATE, EngineConfig, ServerConfig
-from .engine import (
-    EngineClosed,
-    EngineStats,
-    InferenceEngine,
-    InferenceError,
-    warmup_batches,
-)
-from .model import LoadedModel, ModelInfo, load_model
-from .windowing import warmup_lengths
+from .config import MODEL_SAMPLE_RATE, EngineConfig
+from .engine import EngineClosed, EngineStats, InferenceEngine, InferenceError
+from .model import ModelInfo
 
 log = logging.getLogger(__name__)
 
@@ -65,35 +60,22 @@ def describe_lengths(windows_by_length: dict[int, int], most: int = 6) -> str:
 
 
 class EngineHost:
-    """The inference process's server: one model, one batching engine, one Unix socket."""
+    """The inference process's server: one started batching engine on one Unix socket.
 
-    def __init__(
-        self, config: ServerConfig, address: str, *, model: LoadedModel | None = None
-    ) -> None:
-        self.config = config
+    It owns ``engine`` from then on: :meth:`stop` stops it after the socket.
+    """
+
+    def __init__(self, engine: InferenceEngine, info: ModelInfo, address: str) -> None:
+        self.engine = engine
+        self.info = info
         self.address = address
-        self.model = model
-        self.engine: InferenceEngine | None = None
         self._server: asyncio.AbstractServer | None = None
         self._writers: set[asyncio.StreamWriter] = set()
-        self._hello = b""
+        payload = pickle.dumps(info)
+        self._hello = HELLO.pack(len(payload)) + payload
         self._reporter: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        if self.model is None:
-            self.model = await asyncio.to_thread(
-                load_model, self.config.model, threads=self.config.engine.threads
-            )
-        model = self.model
-        if self.config.model.warmup:
-            lengths = warmup_lengths(self.config.window, model.geometry, MODEL_SAMPLE_RATE)
-            batches = warmup_batches(self.config.engine, model.device)
-            seconds = await asyncio.to_thread(model.warm_up, lengths, batches)
-            log.info("warm-up done in %.2f s (%d shapes)", seconds, len(lengths) * len(batches))
-        info = pickle.dumps(model.info)
-        self._hello = HELLO.pack(len(info)) + info
-        self.engine = InferenceEngine(model, self.config.engine)
-        await self.engine.start()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.address)  # left by an engine process that died
         self._server = await asyncio.start_unix_server(self._serve, self.address)
@@ -103,7 +85,6 @@ class EngineHost:
     async def _report(self) -> None:
         """Log throughput and batching while windows flow: how full the calls are, and how
         many calls each batching round needed (one per distinct window length)."""
-        assert self.engine is not None
         stats = self.engine.stats
         last = (stats.requests, stats.batches, stats.gathers, stats.busy_seconds)
         lengths = dict(stats.window_lengths)
@@ -135,8 +116,7 @@ class EngineHost:
             self._server.close()
         for writer in list(self._writers):
             writer.close()
-        if self.engine is not None:
-            await self.engine.stop()
+        await self.engine.stop()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.address)
         log.info("shared inference engine stopped")
@@ -167,9 +147,8 @@ class EngineHost:
         self, request_id: int, samples: np.ndarray, writer: asyncio.StreamWriter
     ) -> None:
         engine = self.engine
-        assert engine is not None
         try:
-            served = await engine.infer_timed(samples)
+            served = await asyncio.wrap_future(engine.submit_timed(samples))
         except (InferenceError, EngineClosed) as exc:
             status = CLOSED if isinstance(exc, EngineClosed) else FAILED
             message = str(exc).encode()
@@ -197,10 +176,11 @@ class EngineHost:
 class SharedEngineClient:
     """A worker's side: the :class:`~streaming.engine.Engine` interface over the socket.
 
-    At most ``config.max_queue`` windows of this worker are in flight. If the engine
-    process goes away, windows in flight fail with :class:`InferenceError` (their sessions
-    get an error, not silence) and the next window reconnects, waiting up to
-    ``connect_timeout_s`` for the supervisor to restart it.
+    At most ``config.max_queue`` windows of this worker are in flight; more wait their
+    turn. If the engine process goes away, windows in flight fail with
+    :class:`InferenceError` (their sessions get an error, not silence) and the next window
+    reconnects, waiting up to ``connect_timeout_s`` for the supervisor to restart it.
+    Use it from the event loop it was started on.
     """
 
     def __init__(
@@ -213,7 +193,7 @@ class SharedEngineClient:
     ) -> None:
         self.address = address
         self.config = config or EngineConfig()
-        self.info: ModelInfo | None = None
+        self.info: ModelInfo | None = None  # the engine's model, known once started
         self._observer = observer
         self._connect_timeout_s = connect_timeout_s
         self._stats = EngineStats()
@@ -221,6 +201,7 @@ class SharedEngineClient:
         self._queue_depth = 0
         self._ids = itertools.count()
         self._pending: dict[int, asyncio.Future[np.ndarray]] = {}
+        self._requests: set[asyncio.Task[np.ndarray]] = set()
         self._slots: asyncio.Semaphore | None = None
         self._connecting = asyncio.Lock()
         self._writer: asyncio.StreamWriter | None = None
@@ -241,22 +222,41 @@ class SharedEngineClient:
         """This worker's windows; ``batches`` counts its share of each model call."""
         return self._stats
 
-    async def start(self) -> ModelInfo:
-        """Connect (waiting for an engine that is still starting) and learn the model."""
+    async def start(self) -> None:
+        """Connect (waiting for an engine that is still starting) and learn the model
+        (:attr:`info`)."""
         self._slots = asyncio.Semaphore(self.config.max_queue)
         await self._connect()
-        assert self.info is not None
-        return self.info
 
     async def stop(self) -> None:
         self._closed = True
         self._disconnect(EngineClosed("inference engine is stopping"))
 
-    async def infer(self, samples: np.ndarray) -> np.ndarray:
-        """(frames, vocab) log-probabilities for one window, from the engine process."""
+    def submit(self, samples: np.ndarray) -> Future[np.ndarray]:
+        """(frames, vocab) log-probabilities for one window, from the engine process;
+        cancelling the future abandons the window."""
+        future: Future[np.ndarray] = Future()
         if self._closed or self._slots is None:
-            raise EngineClosed("inference engine is not running")
+            future.set_exception(EngineClosed("inference engine is not running"))
+            return future
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(self._infer(samples))
+        self._requests.add(task)  # a task nothing refers to may be collected mid-flight
+        task.add_done_callback(self._requests.discard)
+        task.add_done_callback(lambda done: _settle(future, done))
+
+        def abandon(done: Future[np.ndarray]) -> None:
+            if done.cancelled():
+                loop.call_soon_threadsafe(task.cancel)
+
+        future.add_done_callback(abandon)
+        return future
+
+    async def _infer(self, samples: np.ndarray) -> np.ndarray:
+        assert self._slots is not None
         async with self._slots:
+            if self._closed:
+                raise EngineClosed("inference engine is stopping")
             if self._writer is None:
                 await self._connect()
             writer = self._writer
@@ -352,6 +352,18 @@ class SharedEngineClient:
             if not future.done():
                 future.set_exception(error)
         self._pending.clear()
+
+
+def _settle(future: Future[np.ndarray], task: asyncio.Task[np.ndarray]) -> None:
+    """Pass a finished request task's outcome to the future its caller holds."""
+    if future.done():
+        return  # cancelled by the caller
+    if task.cancelled():
+        future.cancel()
+    elif (error := task.exception()) is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(task.result())
 
 
 def _lost(exc: BaseException) -> InferenceError:

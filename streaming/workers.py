@@ -35,18 +35,19 @@ import sys
 import tempfile
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from types import FrameType
-from typing import Literal
+from typing import Any, Literal
 
 from .config import ServerConfig
+from .engines import host_engine
 from .errors import ModelLoadError
 from .logs import setup_logging
 from .server import Server, server_url
-from .shared_engine import EngineHost, engine_address
+from .shared_engine import engine_address
 
 log = logging.getLogger(__name__)
 
@@ -390,13 +391,20 @@ def _worker_main(
     # SIGTERM that stops each worker gracefully.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     setup_logging(log_level, prefix=f"[worker {index}] ")
+    _run_child(
+        f"worker {index}", reports, _serve(index, sock, config, reports, parent_pid, engine_address)
+    )
+
+
+def _run_child(label: str, reports: Connection, main: Coroutine[Any, Any, None]) -> None:
+    """Run a child's ``main``; a failure to start reaches the parent as one line."""
     try:
-        asyncio.run(_serve(index, sock, config, reports, parent_pid, engine_address))
+        asyncio.run(main)
     except ModelLoadError as exc:
         _report_failure(reports, str(exc), 2)
     except Exception as exc:
-        log.exception("worker %d failed", index)
-        _report_failure(reports, f"worker {index}: {exc}", 1)
+        log.exception("%s failed", label)
+        _report_failure(reports, f"{label}: {exc}", 1)
     finally:
         reports.close()
 
@@ -417,15 +425,8 @@ async def _serve(
 ) -> None:
     server = Server(config, worker=index, engine_address=engine_address)
     await server.start(sock=worker_socket(sock))
-    # Before this, SIGTERM's default action ends a worker still loading: nothing to finalize.
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    reports.send(_Report("ready", os.getpid()))
-    orphaned = asyncio.create_task(_stop_when_orphaned(parent_pid, stop))
-    try:
-        await server.serve_forever(stop)
-    finally:
-        orphaned.cancel()
+    await _serve_until_stopped(reports, parent_pid)
+    await server.shutdown()
 
 
 def _engine_main(
@@ -434,22 +435,22 @@ def _engine_main(
     """Entry point of the shared inference process (``--shared-engine``)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     setup_logging(log_level, prefix="[engine] ")
-    try:
-        asyncio.run(_run_engine(address, config, reports, parent_pid))
-    except ModelLoadError as exc:
-        _report_failure(reports, str(exc), 2)
-    except Exception as exc:
-        log.exception("the inference process failed")
-        _report_failure(reports, f"inference process: {exc}", 1)
-    finally:
-        reports.close()
+    _run_child("inference process", reports, _run_engine(address, config, reports, parent_pid))
 
 
 async def _run_engine(
     address: str, config: ServerConfig, reports: Connection, parent_pid: int
 ) -> None:
-    host = EngineHost(config, address)
-    await host.start()
+    host = await host_engine(config, address)
+    try:
+        await _serve_until_stopped(reports, parent_pid)
+    finally:
+        await host.stop()
+
+
+async def _serve_until_stopped(reports: Connection, parent_pid: int) -> None:
+    """Tell the parent this child serves, then wait for SIGTERM or the parent's death."""
+    # Before this, SIGTERM's default action ends a child still loading: nothing to finalize.
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     reports.send(_Report("ready", os.getpid()))
@@ -458,7 +459,6 @@ async def _run_engine(
         await stop.wait()
     finally:
         orphaned.cancel()
-        await host.stop()
 
 
 async def _stop_when_orphaned(parent_pid: int, stop: asyncio.Event) -> None:

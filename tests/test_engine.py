@@ -1,4 +1,5 @@
-"""Inference engine: batching across callers, length buckets, fault isolation, OOM retry."""
+"""Inference engine: batching across callers, length buckets, fault isolation, OOM retry,
+and futures: cancelling one drops its window."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import itertools
 import threading
 import time
+from concurrent.futures import CancelledError
 
 import numpy as np
 import pytest
@@ -36,8 +38,12 @@ class RecordingModel:
         return np.stack([np.array([[row[0], row.size]], dtype=np.float32) for row in batch])
 
 
+async def infer(engine: InferenceEngine, row: np.ndarray) -> np.ndarray:
+    return await asyncio.wrap_future(engine.submit(row))
+
+
 async def infer_many(engine: InferenceEngine, rows: list[np.ndarray]) -> list[object]:
-    return await asyncio.gather(*(engine.infer(r) for r in rows), return_exceptions=True)
+    return await asyncio.gather(*(infer(engine, r) for r in rows), return_exceptions=True)
 
 
 async def test_concurrent_requests_are_batched_together() -> None:
@@ -72,7 +78,7 @@ async def test_a_failing_batch_fails_only_its_requests_and_the_engine_goes_on() 
         assert isinstance(results[0], InferenceError)
         assert "poisoned input" in str(results[0])
         assert not isinstance(results[1], BaseException)
-        after = await engine.infer(np.ones(10, dtype=np.float32))
+        after = await infer(engine, np.ones(10, dtype=np.float32))
     assert after[0][0] == 1.0
     assert engine.stats.failed_requests == 1
 
@@ -94,26 +100,66 @@ async def test_out_of_memory_retries_in_smaller_batches() -> None:
     assert any(s[0] > 2 for s in model.shapes)
 
 
-async def test_cancelled_requests_are_skipped() -> None:
+async def test_a_cancelled_awaiter_drops_its_window() -> None:
     model = RecordingModel()
     model.gate.clear()
     async with InferenceEngine(model, EngineConfig(batch_deadline_ms=1)) as engine:
-        first = asyncio.ensure_future(engine.infer(np.zeros(10, dtype=np.float32)))
+        first = asyncio.ensure_future(infer(engine, np.zeros(10, dtype=np.float32)))
         await asyncio.sleep(0.05)
-        doomed = asyncio.ensure_future(engine.infer(np.zeros(20, dtype=np.float32)))
+        doomed = asyncio.ensure_future(infer(engine, np.zeros(20, dtype=np.float32)))
         await asyncio.sleep(0.01)
-        doomed.cancel()
+        doomed.cancel()  # the client is gone: its session's task is cancelled
         model.gate.set()
         await first
     assert (1, 20) not in model.shapes
+    assert engine.stats.requests == 1
 
 
-async def test_infer_after_stop_raises_engine_closed() -> None:
+async def test_a_cancelled_future_is_never_run_and_frees_its_place() -> None:
+    model = RecordingModel()
+    model.gate.clear()
+    async with InferenceEngine(model, EngineConfig(max_queue=2, max_batch=1)) as engine:
+        running = engine.submit(np.zeros(10, dtype=np.float32))
+        while engine.queue_depth:  # the worker holds it, blocked in the model
+            await asyncio.sleep(0.01)
+        queued = engine.submit(np.zeros(20, dtype=np.float32))
+        waiting = engine.submit(np.zeros(30, dtype=np.float32))  # beyond max_queue
+        assert engine.queue_depth == 1
+        assert queued.cancel() and waiting.cancel()
+        assert not running.cancel()  # too late: the model has it
+        last = engine.submit(np.zeros(40, dtype=np.float32))
+        model.gate.set()
+        assert (await asyncio.wrap_future(last))[0][1] == 40
+        with pytest.raises(CancelledError):
+            waiting.result()
+    assert model.shapes == [(1, 10), (1, 40)]
+    assert engine.stats.requests == 2
+
+
+async def test_submit_after_stop_fails_with_engine_closed() -> None:
     engine = InferenceEngine(RecordingModel())
+    with pytest.raises(EngineClosed, match="not running"):
+        await infer(engine, np.zeros(10, dtype=np.float32))
     await engine.start()
     await engine.stop()
-    with pytest.raises(EngineClosed):
-        await engine.infer(np.zeros(10, dtype=np.float32))
+    with pytest.raises(EngineClosed, match="stopping"):
+        await infer(engine, np.zeros(10, dtype=np.float32))
+
+
+async def test_stop_finishes_queued_windows_and_closes_those_still_waiting() -> None:
+    model = RecordingModel()
+    model.gate.clear()
+    engine = InferenceEngine(model, EngineConfig(max_queue=2, max_batch=1))
+    await engine.start()
+    futures = [engine.submit(np.full(10, i, dtype=np.float32)) for i in range(4)]
+    stopping = asyncio.ensure_future(engine.stop())
+    await asyncio.sleep(0.05)
+    assert not stopping.done()  # the worker is still in the model
+    model.gate.set()
+    await stopping
+    assert [f.result()[0][0] for f in futures[:2]] == [0, 1]
+    for future in futures[2:]:
+        assert isinstance(future.exception(), EngineClosed)
 
 
 async def test_full_queue_makes_callers_wait_instead_of_growing() -> None:
@@ -121,7 +167,7 @@ async def test_full_queue_makes_callers_wait_instead_of_growing() -> None:
     model.gate.clear()
     async with InferenceEngine(model, EngineConfig(max_queue=2, max_batch=1)) as engine:
         row = np.zeros(10, dtype=np.float32)
-        tasks = [asyncio.ensure_future(engine.infer(row)) for _ in range(6)]
+        tasks = [asyncio.ensure_future(infer(engine, row)) for _ in range(6)]
         await asyncio.sleep(0.05)
         assert engine.queue_depth <= 2
         model.gate.set()
@@ -148,7 +194,7 @@ async def test_load_is_the_busy_fraction_of_the_recent_past_and_decays_when_idle
         assert engine.load == 0.0
         began = time.perf_counter()
         for i in range(6):  # back to back: the model is busy nearly all the time
-            await engine.infer(np.full(4, float(i), dtype=np.float32))
+            await infer(engine, np.full(4, float(i), dtype=np.float32))
         assert time.perf_counter() - began >= 0.3
         assert engine.load >= 0.5  # >= 0.3 s busy in the last 0.5 s
         await asyncio.sleep(0.6)

@@ -37,6 +37,7 @@ from wsclient import of_type, stream_pcm
 from streaming.__main__ import build_parser, config_from_args
 from streaming.config import EngineConfig
 from streaming.engine import InferenceError
+from streaming.engines import host_engine
 from streaming.model import LoadedModel
 from streaming.server import Server
 from streaming.shared_engine import EngineHost, SharedEngineClient, engine_address
@@ -48,8 +49,7 @@ async def host(
 ) -> AsyncIterator[EngineHost]:
     # A long batching deadline, so windows from different clients meet in one batch.
     config = server_config(tiny_model_dir, engine=EngineConfig(batch_deadline_ms=300))
-    running = EngineHost(config, engine_address(tmp_path), model=tiny_model)
-    await running.start()
+    running = await host_engine(config, engine_address(tmp_path), model=tiny_model)
     yield running
     await running.stop()
 
@@ -58,15 +58,19 @@ def window(seconds: float, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal(int(seconds * RATE)).astype(np.float32)
 
 
+async def infer(client: SharedEngineClient, samples: np.ndarray) -> np.ndarray:
+    return await asyncio.wrap_future(client.submit(samples))
+
+
 async def test_windows_from_two_workers_are_batched_together_and_match_the_model(
     host: EngineHost, tiny_model: LoadedModel
 ) -> None:
     clients = [SharedEngineClient(host.address) for _ in range(2)]
-    infos = [await c.start() for c in clients]
-    assert infos[0] == tiny_model.info
+    for client in clients:
+        await client.start()
+    assert clients[0].info == tiny_model.info
     samples = [window(1.0, 1), window(1.0, 2)]
-    outputs = await asyncio.gather(*(c.infer(s) for c, s in zip(clients, samples)))
-    assert host.engine is not None
+    outputs = await asyncio.gather(*(infer(c, s) for c, s in zip(clients, samples)))
     assert dict(host.engine.stats.batch_sizes) == {2: 1}  # one call for both workers
     expected = tiny_model.infer(np.stack(samples))
     for output, reference in zip(outputs, expected):
@@ -82,7 +86,7 @@ async def test_a_worker_whose_engine_is_gone_gets_a_clear_error(host: EngineHost
     await client.start()
     await host.stop()
     with pytest.raises(InferenceError, match="shared inference process"):
-        await client.infer(window(0.5, 3))
+        await infer(client, window(0.5, 3))
     await client.stop()
 
 
@@ -102,12 +106,11 @@ class GatedModel:
 async def test_windows_in_flight_when_the_engine_goes_away_fail_with_a_clear_error(
     host: EngineHost, tiny_model: LoadedModel
 ) -> None:
-    assert host.engine is not None
     gated = GatedModel(tiny_model)
     host.engine.model = gated
     client = SharedEngineClient(host.address, connect_timeout_s=0.3)
     await client.start()
-    pending = asyncio.ensure_future(client.infer(window(0.5, 5)))
+    pending = asyncio.ensure_future(infer(client, window(0.5, 5)))
     while host.engine.queue_depth == 0 and not host.engine.stats.gathers:
         await asyncio.sleep(0.01)
     for writer in list(host._writers):  # the engine process dies: its sockets close
@@ -118,16 +121,35 @@ async def test_windows_in_flight_when_the_engine_goes_away_fail_with_a_clear_err
     await client.stop()
 
 
+async def test_a_cancelled_window_is_abandoned_and_frees_its_place(
+    host: EngineHost, tiny_model: LoadedModel
+) -> None:
+    gated = GatedModel(tiny_model)
+    host.engine.model = gated
+    client = SharedEngineClient(host.address, EngineConfig(max_queue=1))
+    await client.start()
+    doomed = client.submit(window(0.5, 6))
+    while not host.engine.stats.gathers:  # the engine holds it
+        await asyncio.sleep(0.01)
+    assert doomed.cancel()  # the client is gone
+    kept = client.submit(window(0.25, 7))  # gets the only place at once
+    gated.gate.set()
+    output = await asyncio.wait_for(asyncio.wrap_future(kept), 10)
+    assert output.shape[1] == len(tiny_model.vocab.tokens)
+    assert client.stats.audio_samples == RATE // 4  # nothing of the abandoned window
+    await client.stop()
+
+
 async def test_a_worker_reconnects_to_a_restarted_engine(
     host: EngineHost, tiny_model_dir: Path, tiny_model: LoadedModel
 ) -> None:
     client = SharedEngineClient(host.address)
     await client.start()
     await host.stop()
-    restarted = EngineHost(host.config, host.address, model=tiny_model)
-    await restarted.start()
+    config = server_config(tiny_model_dir)
+    restarted = await host_engine(config, host.address, model=tiny_model)
     try:
-        output = await client.infer(window(0.5, 4))
+        output = await infer(client, window(0.5, 4))
         assert output.shape[1] == len(tiny_model.vocab.tokens)
     finally:
         await client.stop()
