@@ -15,9 +15,9 @@ import threading
 from importlib import resources
 from pathlib import Path
 
-from .__main__ import quiet_transformers
 from .config import ModelConfig, ServerConfig
 from .errors import ModelLoadError
+from .logs import quiet_transformers
 from .server import Server
 
 

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from streaming import settings
 from streaming.__main__ import build_parser, config_from_args
-from streaming.config import ModelConfig
+from streaming.config import SETTING_GROUPS, ModelConfig, ServerConfig, setting
 from streaming.cpu import cpu_flags, native_bf16
 from streaming.errors import ModelLoadError
 from streaming.model import load_model, pick_dtype, resolve_model
+from streaming.settings import DeclaredSetting, declared_settings
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -39,6 +43,142 @@ def test_defaults_fill_a_valid_config() -> None:
     config = config_from_args(build_parser().parse_args([]))
     config.validate()
     assert config.model.name == "facebook/wav2vec2-base-960h"
+
+
+def _leaf_fields(cls: type[Any], path: tuple[str, ...] = ()) -> set[tuple[str, ...]]:
+    found: set[tuple[str, ...]] = set()
+    for f in dataclasses.fields(cls):
+        default = f.default_factory() if callable(f.default_factory) else f.default
+        if dataclasses.is_dataclass(default):
+            found |= _leaf_fields(type(default), (*path, f.name))
+        else:
+            found.add((*path, f.name))
+    return found
+
+
+def _get(config: object, path: tuple[str, ...]) -> object:
+    for name in path:
+        config = getattr(config, name)
+    return config
+
+
+def _other_value(s: DeclaredSetting) -> tuple[list[str], object]:
+    """Flags that set ``s`` to a value other than its default, and that value."""
+    if s.kind is bool:
+        return [s.flag], not s.default
+    if s.declared.const is not None:
+        return [s.flag], s.declared.const
+    if s.repeated:
+        return [s.flag, "a", s.flag, "b"], ("a", "b")
+    if s.declared.choices:
+        value = next(c for c in s.declared.choices if c != s.default)
+        return [s.flag, str(value)], value
+    if s.kind is str:
+        return [s.flag, "other"], "other"
+    value = s.kind(s.default or 0) + s.kind(3)  # type: ignore[operator]
+    return [s.flag, str(value)], value
+
+
+def test_every_config_field_is_a_declared_setting_with_its_own_flag() -> None:
+    declared = list(declared_settings())
+    assert {s.path for s in declared} == _leaf_fields(ServerConfig)
+    flags = [s.flag for s in declared]
+    assert len(set(flags)) == len(flags)
+    options = {o for action in build_parser()._actions for o in action.option_strings}
+    assert set(flags) <= options
+
+
+def test_no_flags_give_the_default_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("STREAMING_AUTH_TOKENS", raising=False)
+    assert config_from_args(build_parser().parse_args([])) == ServerConfig()
+
+
+def test_each_flag_sets_its_own_field_and_nothing_else() -> None:
+    parser = build_parser()
+    for s in declared_settings():
+        argv, expected = _other_value(s)
+        config = settings.config_from_args(parser.parse_args(argv))
+        assert _get(config, s.path) == expected, argv
+        others = {p: _get(config, p) for p in _leaf_fields(ServerConfig) if p != s.path}
+        assert others == {p: _get(ServerConfig(), p) for p in others}, argv
+
+
+@pytest.mark.parametrize(
+    ("argv", "path", "expected"),
+    [
+        (["--model", "tiny-en"], ("model", "name"), "tiny-en"),
+        (["--no-warmup"], ("model", "warmup"), False),
+        (["--keep-case"], ("model", "lowercase"), False),
+        (["--preroll-ms", "120"], ("vad", "preroll_ms"), 120),
+        (["--vad-frame-ms", "20"], ("vad", "frame_ms"), 20),
+        (["--threads", "2"], ("engine", "threads"), 2),
+        (["--lm-threads", "2"], ("lm", "threads"), 2),
+        (["--lm"], ("lm", "path"), "model"),
+        (["--lm", "words.arpa"], ("lm", "path"), "words.arpa"),
+        (["--tls-cert", "c.pem"], ("tls_cert_file",), "c.pem"),
+        (["--allow-origin", "https://a", "--allow-origin", "https://b"],
+         ("allowed_origins",), ("https://a", "https://b")),
+        (["--shared-engine"], ("shared_engine",), True),
+    ],
+)  # fmt: skip
+def test_flags_fill_the_nested_field_they_name(
+    argv: list[str], path: tuple[str, ...], expected: object
+) -> None:
+    assert _get(settings.config_from_args(build_parser().parse_args(argv)), path) == expected
+
+
+def test_tokens_come_from_flags_files_and_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text("# team\nfile-token\n\nflag-token\n")
+    monkeypatch.setenv("STREAMING_AUTH_TOKENS", "env-token, flag-token")
+    args = build_parser().parse_args(
+        ["--auth-token", " flag-token ", "--auth-token-file", str(tokens)]
+    )
+    assert config_from_args(args).auth_tokens == ("flag-token", "file-token", "env-token")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--port", "eighty"],
+        ["--dtype", "fp8"],
+        ["--vad-aggressiveness", "4"],
+        ["--stream-context", "sometimes"],
+        ["--lm-alpha", "heavy"],
+        ["--protocol", "sip"],
+        ["--no-warmup", "yes"],
+    ],
+)
+def test_bad_values_are_usage_errors(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(argv)
+    assert exc.value.code == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_help_shows_every_group_with_defaults_and_examples() -> None:
+    text = build_parser().format_help()
+    for group in SETTING_GROUPS:
+        assert f"\n{group.title}:\n" in text
+        if group.description:
+            assert group.description.split()[0] in text
+    assert "examples:" in text
+    assert "(default: 8765)" in text  # --port
+    assert "(default: facebook/wav2vec2-base-960h)" in text  # --model
+    assert "--lm [ARPA]" in text
+    assert "(default: False)" not in text and "(default: None)" not in text
+
+
+def test_an_undeclared_config_field_is_refused() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Half:
+        declared: int = setting(1, help="declared", group=SETTING_GROUPS[0])
+        forgotten: int = 2
+
+    with pytest.raises(TypeError, match="forgotten is not declared"):
+        list(declared_settings(Half))
 
 
 @pytest.mark.parametrize(
