@@ -40,7 +40,18 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks import common
+from benchmarks import (
+    cli,
+    figures,
+    machine,
+    models,
+    paths,
+    reporting,
+    server_process,
+    simulate,
+    testset,
+)
+from evaluation import scoring
 
 FULL_CHUNKS = (320, 480, 640, 960)
 FULL_LEFTS = (480, 960, 1600)
@@ -89,7 +100,7 @@ def grid(name: str) -> list[Setting]:
 
 
 def pad(audio: np.ndarray, lead_s: float = 0.5, tail_s: float = 1.0) -> np.ndarray:
-    sr = common.SAMPLE_RATE
+    sr = testset.SAMPLE_RATE
     return np.concatenate(
         [np.zeros(int(lead_s * sr), np.float32), audio, np.zeros(int(tail_s * sr), np.float32)]
     )
@@ -102,7 +113,7 @@ def offline_text(model: Any, audio: np.ndarray) -> str:
     return words_text(greedy_words(ids, probs, model.vocab))
 
 
-def stability(run: common.SimulatedRun) -> tuple[int, int]:
+def stability(run: simulate.SimulatedRun) -> tuple[int, int]:
     """(displayed words later rewritten, words shown but never committed)."""
     changes = 0
     shown: dict[int, list[str]] = {}
@@ -136,13 +147,13 @@ def run_setting(
         right_context_ms=setting.right,
         stream_context=stream_context,
     )
-    counts = common.ErrorCounts()
+    counts = scoring.ErrorCounts()
     trackers: list[Any] = []
     changes = retracted = committed = windows = 0
     model_s = audio_s = 0.0
     hyps = []
     for audio, ref in zip(audios, refs):
-        run = common.simulate_session(model, audio, window, compute="zero")
+        run = simulate.simulate_session(model, audio, window, compute="zero")
         counts.add(ref, run.transcript)
         hyps.append(run.transcript)
         trackers.append(run.tracker)
@@ -155,9 +166,9 @@ def run_setting(
         audio_s += run.audio_s
     lm_counts = None
     if lm is not None:  # the server's --lm: the same windows, finals by LM beam search
-        lm_counts = common.ErrorCounts()
+        lm_counts = scoring.ErrorCounts()
         for audio, ref in zip(audios, refs):
-            run = common.simulate_session(
+            run = simulate.simulate_session(
                 model, audio, window, compute="zero", rescore=lm.decode_words
             )
             lm_counts.add(ref, run.transcript)
@@ -169,7 +180,7 @@ def run_setting(
         "cost": round(setting.cost, 2),
         "streaming": counts.to_json(),
         "streaming_lm": lm_counts.to_json() if lm_counts else None,
-        **common.latency_summary(trackers),
+        **reporting.latency_summary(trackers),
         "changes_per_word": round(changes / max(1, committed), 3),
         "retracted_per_word": round(retracted / max(1, committed), 3),
         "windows": windows,
@@ -184,7 +195,7 @@ def hf_pipeline_wer(
     from transformers import pipeline
 
     asr = pipeline("automatic-speech-recognition", model=source, device="cpu")
-    counts = common.ErrorCounts()
+    counts = scoring.ErrorCounts()
     kwargs: dict[str, Any] = {}
     if setting is not None:
         kwargs = {
@@ -192,12 +203,12 @@ def hf_pipeline_wer(
             "stride_length_s": (setting.left / 1000, setting.right / 1000),
         }
     for audio, ref in zip(audios, refs):
-        out: Any = asr({"raw": audio.copy(), "sampling_rate": common.SAMPLE_RATE}, **kwargs)
+        out: Any = asr({"raw": audio.copy(), "sampling_rate": testset.SAMPLE_RATE}, **kwargs)
         counts.add(ref, str(out["text"]))
     return counts.to_json()
 
 
-def server_check(source: str, files: list[common.ComposedFile], model: Any) -> dict[str, Any]:
+def server_check(source: str, files: list[testset.ComposedFile], model: Any) -> dict[str, Any]:
     """The default setting through the real server (separate process, real-time clients)
     vs the simulated Session on the same files."""
     from client.api import stream_file
@@ -206,19 +217,23 @@ def server_check(source: str, files: list[common.ComposedFile], model: Any) -> d
     async def stream_all(url: str) -> list[Any]:
         return list(await asyncio.gather(*(stream_file(str(f.path), url) for f in files)))
 
-    with common.ServerProcess(source, [], log_path=common.OUT_DIR / "accuracy-server.log") as srv:
+    with server_process.ServerProcess(
+        source, [], log_path=paths.OUT_DIR / "accuracy-server.log"
+    ) as srv:
         results = asyncio.run(stream_all(srv.url))
-    server_counts = common.ErrorCounts()
-    sim_counts = common.ErrorCounts()
+    server_counts = scoring.ErrorCounts()
+    sim_counts = scoring.ErrorCounts()
     same = 0
     for f, res in zip(files, results):
         server_counts.add(f.reference, res.transcript)
         import soundfile as sf
 
         audio, _ = sf.read(str(f.path), dtype="float32")
-        sim = common.simulate_session(model, audio, WindowConfig(), compute="zero")
+        sim = simulate.simulate_session(model, audio, WindowConfig(), compute="zero")
         sim_counts.add(f.reference, sim.transcript)
-        same += int(common.normalize_text(sim.transcript) == common.normalize_text(res.transcript))
+        same += int(
+            scoring.normalize_text(sim.transcript) == scoring.normalize_text(res.transcript)
+        )
     return {
         "files": len(files),
         "server": server_counts.to_json(),
@@ -280,30 +295,30 @@ def recommend(
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    info = common.machine_info("cpu")
-    common.header("accuracy", info)
+    info = machine.machine_info("cpu")
+    machine.header("accuracy", info)
     import torch
 
     torch.set_num_threads(args.threads)
-    bench = common.freeze_model(common.resolve_model(args.model))
-    model, _ = common.load_bench_model(bench.source, dtype=args.dtype, threads=args.threads)
+    bench = models.freeze_model(models.resolve_model(args.model))
+    model, _ = models.load_bench_model(bench.source, dtype=args.dtype, threads=args.threads)
     print(f"# model {bench.described}, {model.dtype}")
-    utts = common.held_out_utterances(args.utterances)
+    utts = testset.held_out_utterances(args.utterances)
     audios = [pad(u.audio()) for u in utts]
     refs = [u.text for u in utts]
-    seconds = sum(len(a) for a in audios) / common.SAMPLE_RATE
+    seconds = sum(len(a) for a in audios) / testset.SAMPLE_RATE
     print(
         f"# {len(utts)} held-out utterances, {seconds:.0f} s, "
         f"voices {sorted({u.voice for u in utts})}"
     )
     began = time.monotonic()
-    offline = common.error_rates([(r, offline_text(model, a)) for a, r in zip(audios, refs)])
+    offline = scoring.error_rates([(r, offline_text(model, a)) for a, r in zip(audios, refs)])
     lm = offline_lm = None
     if args.lm:
         from streaming.lm import LMDecoder
 
         lm = LMDecoder.from_model_dir(bench.source)
-        offline_lm = common.error_rates(
+        offline_lm = scoring.error_rates(
             [(r, lm.decode(model.infer(a[None, :])[0])) for a, r in zip(audios, refs)]
         )
         print(f"offline + LM WER {offline_lm.wer:.4f} CER {offline_lm.cer:.4f}")
@@ -332,7 +347,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
     check = None
     if args.server_check:
-        files = common.session_files(args.server_files, per_file=3)
+        files = testset.session_files(args.server_files, per_file=3)
         check = server_check(bench.source, files, model)
         print(
             f"server check: server WER {check['server']['wer']}, simulated Session WER "
@@ -357,7 +372,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         }
         for r in rows
     ]
-    common.print_table(
+    reporting.print_table(
         table,
         list(table[0]),
         f"accuracy ({len(utts)} utterances; offline WER "
@@ -372,7 +387,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         f"WER {rec['wer']}, p95 commit {rec['commit_p95_ms']} ms, cost {rec['cost']})"
     )
     data = {
-        **common.result_header(args, info, bench),
+        **reporting.result_header(args, info, bench),
         "dtype": model.dtype,
         "utterances": [{"id": u.id, "voice": u.voice, "text": u.text} for u in utts],
         "audio_s": round(seconds, 1),
@@ -384,12 +399,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "recommendation": rec,
         "target": "streaming final WER ≤ 1.02 × offline WER",
     }
-    common.save_results(data, args, plot)
+    reporting.save_results(data, args, plot)
     return data
 
 
 def plot(data: dict[str, Any], name: str, slug: str, results_dir: Any = None) -> Any:
-    plt = common.pyplot()
+    plt = figures.pyplot()
     rows = data["settings"]
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4.8))
     x = np.arange(len(rows))
@@ -412,11 +427,11 @@ def plot(data: dict[str, Any], name: str, slug: str, results_dir: Any = None) ->
     ax2.set_ylabel("streaming WER (marker size = cost)")
     ax2.set_title(f"recommended: {data['recommendation']['setting']}", fontsize=10)
     ax2.grid(True, alpha=0.3)
-    return common.save_figure(fig, name, slug, results_dir)
+    return figures.save_figure(fig, name, slug, results_dir)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = common.arg_parser(__doc__)
+    p = cli.arg_parser(__doc__)
     p.add_argument("--model", default="tiny-en")
     p.add_argument("--utterances", type=int, default=40)
     p.add_argument(
@@ -473,8 +488,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=1,
         help="torch threads (1 is steadier on a shared 2-core machine)",
     )
-    common.add_result_options(p)
-    return common.parse_benchmark_args(p, "accuracy", argv)
+    cli.add_result_options(p)
+    return cli.parse_benchmark_args(p, "accuracy", argv)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks import common
+from benchmarks import cli, machine, models, reporting
 
 
 def _time_ms(fn: Any, batch: np.ndarray, repeats: int) -> float:
@@ -36,8 +36,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from streaming.config import ModelConfig, WindowConfig
     from streaming.model import load_model
 
-    bench = common.resolve_model(args.model)
-    info = common.machine_info("cpu")
+    bench = models.resolve_model(args.model)
+    info = machine.machine_info("cpu")
     model = load_model(ModelConfig(name=bench.source), threads=args.threads)
     window = WindowConfig()
     length = 16 * (window.left_context_ms + window.chunk_ms + window.right_context_ms)
@@ -61,9 +61,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "compile_s": compile_s,
             }
         )
-    common.print_table(rows, list(rows[0]), "torch.compile vs eager (ms per model call)")
+    reporting.print_table(rows, list(rows[0]), "torch.compile vs eager (ms per model call)")
     return {
-        **common.result_header(args, info, bench),
+        **reporting.result_header(args, info, bench),
         "threads": args.threads,
         "dynamic": args.dynamic,
         "rows": rows,
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = common.arg_parser(__doc__)
+    p = cli.arg_parser(__doc__)
     p.add_argument("--model", default="tiny-en", help="see engine_throughput --help")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--batches", type=lambda s: [int(x) for x in s.split(",")], default=[1, 4, 16])
@@ -81,9 +81,9 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="one graph for every batch size and length (torch.compile(dynamic=True))",
     )
-    common.add_result_options(p, "added to the result file name")
-    args = common.parse_benchmark_args(p, "compile_check", argv)
-    common.save_results(run(args), args, lead="\n")
+    cli.add_result_options(p, "added to the result file name")
+    args = cli.parse_benchmark_args(p, "compile_check", argv)
+    reporting.save_results(run(args), args, lead="\n")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks import common
+from benchmarks import cli, figures, machine, models, reporting, testset
 
 DEFAULT_WINDOWS_MS = (800, 1760, 2880)  # first window, default steady window, long context
 DEFAULT_BATCHES = (1, 2, 4, 8, 16, 32)
@@ -49,14 +49,14 @@ def measure(
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    info = common.machine_info(args.device)
-    common.header("engine throughput", info)
-    bench = common.resolve_model(args.model)  # once: the bundled model may be re-exported
+    info = machine.machine_info(args.device)
+    machine.header("engine throughput", info)
+    bench = models.resolve_model(args.model)  # once: the bundled model may be re-exported
     results: list[dict[str, Any]] = []
     offline: list[dict[str, Any]] = []
     parameters = 0
     for dtype in args.dtypes:
-        model, _ = common.load_bench_model(bench.source, args.device, dtype)
+        model, _ = models.load_bench_model(bench.source, args.device, dtype)
         parameters = model.parameters
         print(
             f"# model {bench.label} ({parameters / 1e6:.1f} M parameters) "
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for threads in args.threads:
             torch.set_num_threads(threads)
             common_row = {"model": bench.label, "dtype": dtype, "threads": threads}
-            secs, best = measure(model, 1, int(args.offline_s * common.SAMPLE_RATE), 2.0, 5)
+            secs, best = measure(model, 1, int(args.offline_s * testset.SAMPLE_RATE), 2.0, 5)
             offline.append(
                 {
                     **common_row,
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 flush=True,
             )
             for window_ms in args.windows:
-                samples = window_ms * common.SAMPLE_RATE // 1000
+                samples = window_ms * testset.SAMPLE_RATE // 1000
                 for batch in args.batches:
                     secs, best = measure(model, batch, samples, args.min_time, args.min_reps)
                     audio = batch * window_ms / 1000
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         flush=True,
                     )
         del model
-    common.print_table(
+    reporting.print_table(
         results,
         [
             "model",
@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ],
         "engine throughput (median per call; best = fastest call)",
     )
-    common.print_table(
+    reporting.print_table(
         offline,
         ["model", "dtype", "threads", "input_s", "seconds", "x_realtime", "x_realtime_best"],
         "offline inference, batch 1",
@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     best_row = max(results, key=lambda r: r["audio_s_per_s"])
     best_offline = max(offline, key=lambda r: r["x_realtime"])
     data = {
-        **common.result_header(args, info, bench),
+        **reporting.result_header(args, info, bench),
         "parameters": parameters,
         "settings": {
             "windows_ms": args.windows,
@@ -145,16 +145,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "best_at": {k: best_row[k] for k in ("dtype", "threads", "window_ms", "batch")},
         },
     }
-    common.save_results(data, args, plot, lead="\n")
+    reporting.save_results(data, args, plot, lead="\n")
     return data
 
 
 def plot(data: dict[str, Any], name: str, slug: str, results_dir: Any = None) -> Any:
-    plt = common.pyplot()
+    plt = figures.pyplot()
     rows = data["results"]
     threads = list(dict.fromkeys(r.get("threads") for r in rows))
     fig, axes = plt.subplots(1, len(threads), figsize=(6.5 * len(threads), 4.5), squeeze=False)
-    where = common.machine_label(data["machine"])
+    where = machine.machine_label(data["machine"])
     for ax, th in zip(axes[0], threads):
         for dtype in dict.fromkeys(r["dtype"] for r in rows):
             for window_ms in dict.fromkeys(r["window_ms"] for r in rows):
@@ -181,11 +181,11 @@ def plot(data: dict[str, Any], name: str, slug: str, results_dir: Any = None) ->
         ax.set_title(f"{data['model']} on {where}, {label}\noffline b=1 4 s: {offline}", fontsize=9)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
-    return common.save_figure(fig, name, slug, results_dir)
+    return figures.save_figure(fig, name, slug, results_dir)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = common.arg_parser(__doc__)
+    p = cli.arg_parser(__doc__)
     p.add_argument(
         "--model",
         default="tiny-en",
@@ -222,10 +222,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="torch CPU thread counts to measure, comma-separated (default: 1,2 on "
         "the CPU, torch's default on CUDA)",
     )
-    common.add_result_options(
+    cli.add_result_options(
         p, "added to the result file names", "where results go (default: benchmarks/results)"
     )
-    args = common.parse_benchmark_args(p, "engine_throughput", argv)
+    args = cli.parse_benchmark_args(p, "engine_throughput", argv)
     args.dtypes = args.dtypes if isinstance(args.dtypes, list) else [args.dtypes]
     if args.threads is None:
         import torch

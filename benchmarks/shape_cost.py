@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks import common
+from benchmarks import cli, figures, machine, models, reporting
 
 FRAME = 320  # samples per model frame: window lengths are whole frames
 
@@ -95,9 +95,9 @@ def profile_new_shape(model: Any, shape: tuple[int, int], rows: int) -> str:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    info = common.machine_info(args.device)
-    common.header("shape cost (cuDNN on vs off)", info)
-    model, bench = common.load_bench_model(args.model, args.device, args.dtype)
+    info = machine.machine_info(args.device)
+    machine.header("shape cost (cuDNN on vs off)", info)
+    model, bench = models.load_bench_model(args.model, args.device, args.dtype)
     rng = np.random.default_rng(1)
     fixed = (args.fixed_batch, args.fixed_ms * 16)
     modes: dict[str, Any] = {}
@@ -136,17 +136,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     recommended = min(modes, key=lambda m: modes[m]["first_call_ms"]["mean"])
     print(f"recommended for streaming (new shapes cost least): --cudnn {recommended}")
     data = {
-        **common.result_header(args, info, bench),
+        **reporting.result_header(args, info, bench),
         "dtype": args.dtype,
         "modes": modes,
         "recommended": recommended,
     }
-    common.save_results(data, args, plot)
+    reporting.save_results(data, args, plot)
     return data
 
 
 def plot(data: dict[str, Any], name: str, slug: str, results_dir: Any = None) -> Any:
-    plt = common.pyplot()
+    plt = figures.pyplot()
     modes = list(data["modes"])
     fig, ax = plt.subplots(figsize=(6.5, 4))
     labels = ["new shape, 1st call", "same shape, 2nd call", "fixed shape (median)"]
@@ -157,14 +157,14 @@ def plot(data: dict[str, Any], name: str, slug: str, results_dir: Any = None) ->
         ax.bar([x + i * width for x in range(3)], values, width, label=f"cuDNN {mode}")
     ax.set_xticks([x + width * (len(modes) - 1) / 2 for x in range(3)], labels, fontsize=8)
     ax.set_ylabel("ms per model call")
-    ax.set_title(f"{data['model']} {data['dtype']} on {common.machine_label(data['machine'])}")
+    ax.set_title(f"{data['model']} {data['dtype']} on {machine.machine_label(data['machine'])}")
     ax.legend(fontsize=8)
     ax.grid(True, axis="y", alpha=0.3)
-    return common.save_figure(fig, name, slug, results_dir)
+    return figures.save_figure(fig, name, slug, results_dir)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = common.arg_parser(__doc__)
+    p = cli.arg_parser(__doc__)
     p.add_argument("--model", default="base-random", help="as for engine_throughput")
     p.add_argument("--device", default="cuda", help="cuda or cpu (default: %(default)s)")
     p.add_argument("--dtype", default="fp16", help="fp16, bf16 or fp32 (default: %(default)s)")
@@ -183,10 +183,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--profile", type=int, default=0, metavar="ROWS", help="profile one new shape per mode"
     )
-    common.add_result_options(
+    cli.add_result_options(
         p, "added to the result file names", "where results go (default: benchmarks/results)"
     )
-    return common.parse_benchmark_args(p, "shape_cost", argv)
+    return cli.parse_benchmark_args(p, "shape_cost", argv)
 
 
 def main(argv: list[str] | None = None) -> None:

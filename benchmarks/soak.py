@@ -32,7 +32,17 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from benchmarks import common
+from benchmarks import (
+    cli,
+    figures,
+    machine,
+    models,
+    paths,
+    prometheus,
+    reporting,
+    server_process,
+    testset,
+)
 
 
 @dataclass
@@ -49,7 +59,7 @@ class StreamTally:
 
 async def _stream_loop(
     url: str,
-    files: list[common.ComposedFile],
+    files: list[testset.ComposedFile],
     expected: dict[str, int],
     index: int,
     deadline: float,
@@ -89,7 +99,7 @@ async def _stream_loop(
 
 async def _soak(
     url: str,
-    files: list[common.ComposedFile],
+    files: list[testset.ComposedFile],
     expected: dict[str, int],
     streams: int,
     seconds: float,
@@ -106,7 +116,7 @@ async def _soak(
     return tallies
 
 
-def vad_utterances(files: list[common.ComposedFile]) -> dict[str, int]:
+def vad_utterances(files: list[testset.ComposedFile]) -> dict[str, int]:
     """Utterances the server's VAD gate finds in each file (= finals a session must send)."""
     import soundfile as sf
 
@@ -116,10 +126,10 @@ def vad_utterances(files: list[common.ComposedFile]) -> dict[str, int]:
     out = {}
     for f in files:
         audio, rate = sf.read(str(f.path), dtype="float32")
-        assert rate == common.SAMPLE_RATE, f"{f.path}: {rate} Hz"
+        assert rate == testset.SAMPLE_RATE, f"{f.path}: {rate} Hz"
         gate = VadGate(VadConfig())
         events = []
-        step = common.SAMPLE_RATE // 10
+        step = testset.SAMPLE_RATE // 10
         for pos in range(0, len(audio), step):
             events += gate.process(audio[pos : pos + step])
         events += gate.flush("end")
@@ -130,7 +140,7 @@ def vad_utterances(files: list[common.ComposedFile]) -> dict[str, int]:
 class HealthPoller:
     """GET /health every ``interval`` s in a thread: sessions and queue depth over time."""
 
-    def __init__(self, server: common.ServerProcess, interval: float = 2.0) -> None:
+    def __init__(self, server: server_process.ServerProcess, interval: float = 2.0) -> None:
         self.server = server
         self.interval = interval
         self.samples: list[dict[str, Any]] = []
@@ -161,7 +171,7 @@ class HealthPoller:
             )
 
 
-def memory_growth(samples: list[common.ResourceSample], seconds: float) -> dict[str, Any]:
+def memory_growth(samples: list[server_process.ResourceSample], seconds: float) -> dict[str, Any]:
     import statistics
 
     if len(samples) < 10:
@@ -187,14 +197,14 @@ def memory_growth(samples: list[common.ResourceSample], seconds: float) -> dict[
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    info = common.machine_info("cpu")
-    common.header(f"soak: {args.streams} streams, {args.minutes:g} min", info)
-    bench = common.resolve_model(args.model)
+    info = machine.machine_info("cpu")
+    machine.header(f"soak: {args.streams} streams, {args.minutes:g} min", info)
+    bench = models.resolve_model(args.model)
     print(f"# model {bench.described}", flush=True)
     if args.audio == "samples":
-        files = common.sample_files()
+        files = testset.sample_files()
     else:
-        files = common.session_files(args.files, per_file=args.utterances_per_file, offset=200)
+        files = testset.session_files(args.files, per_file=args.utterances_per_file, offset=200)
     expected = vad_utterances(files)
     spoken = {str(f.path): len(f.segments) for f in files}
     print(
@@ -203,10 +213,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     seconds = args.minutes * 60
     server_args = ["--max-sessions", str(args.streams + 8), *args.server_args.split()]
-    with common.ServerProcess(
+    with server_process.ServerProcess(
         bench.source,
         server_args,
-        log_path=common.OUT_DIR / "soak-server.log",
+        log_path=paths.OUT_DIR / "soak-server.log",
         interval=0.5 if seconds < 120 else 2.0,
     ) as server:
         before = server.metrics()
@@ -257,7 +267,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     cpu = [s.cpu_percent for s in samples]
     data = {
-        **common.result_header(args, info, bench, model_source=False),
+        **reporting.result_header(args, info, bench, model_source=False),
         "streams": args.streams,
         "minutes": args.minutes,
         "wall_s": round(wall, 1),
@@ -277,7 +287,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "sessions_active_gauge_after": gauge,
         "memory": memory,
         "server_cpu_percent_mean": round(sum(cpu) / len(cpu), 1) if cpu else None,
-        "engine": common.engine_delta(before, after),
+        "engine": prometheus.engine_delta(before, after),
         "checks": checks,
         "passed": passed,
         "rss_series": [
@@ -295,12 +305,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for k, v in checks.items():
         print(f"  {'PASS' if v else 'FAIL'} {k}")
     print("soak " + ("PASSED" if passed else "FAILED"))
-    common.save_results(data, args, plot if args.plot else None)
+    reporting.save_results(data, args, plot if args.plot else None)
     return data
 
 
 def plot(data: dict[str, Any], name: str, slug: str, results_dir: Any = None) -> Any:
-    plt = common.pyplot()
+    plt = figures.pyplot()
     fig, ax = plt.subplots(figsize=(9, 4.5))
     series = data["rss_series"]
     ax.plot([s[0] / 60 for s in series], [s[1] for s in series], label="server RSS (MB)")
@@ -333,11 +343,11 @@ def plot(data: dict[str, Any], name: str, slug: str, results_dir: Any = None) ->
         f"RSS growth {data['memory'].get('growth')}",
         fontsize=10,
     )
-    return common.save_figure(fig, name, slug, results_dir)
+    return figures.save_figure(fig, name, slug, results_dir)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = common.arg_parser(__doc__)
+    p = cli.arg_parser(__doc__)
     p.add_argument(
         "--model",
         default="tiny-random",
@@ -357,8 +367,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-plot", dest="plot", action="store_false", help="skip the PNG")
     p.add_argument("--stagger", type=float, default=3.0, help="spread of stream start times (s)")
     p.add_argument("--server-args", default="", help="extra server options, one string")
-    common.add_result_options(p)
-    return common.parse_benchmark_args(p, "soak", argv)
+    cli.add_result_options(p)
+    return cli.parse_benchmark_args(p, "soak", argv)
 
 
 def main(argv: list[str] | None = None) -> int:

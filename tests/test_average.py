@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from training.average import average_weights, summed_progress
+from training.config import Progress
 from training.export import _training_line
-from training.train import Progress
 
 
 def _state(scale: float, step: int) -> dict:
@@ -125,8 +125,8 @@ def _card_naming_a_gpu(tmp_path: Path) -> Path:
 def test_a_warm_start_card_states_the_cycles_learning_rate_not_a_from_scratch_peak() -> None:
     import dataclasses
 
+    from training.config import TrainConfig, lr_factor
     from training.export import _warm_start_note
-    from training.train import TrainConfig, lr_factor
 
     cfg = TrainConfig(lr=3e-3, init_step=34616, cooldown_steps=5000)
     tc = dataclasses.asdict(cfg)

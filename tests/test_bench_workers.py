@@ -1,5 +1,6 @@
-"""benchmarks/common.py against a ``--workers 2`` server: /metrics summed over the workers,
-CPU and RSS counted over the worker processes (the tiny random model, a real server)."""
+"""benchmarks.server_process and .prometheus against a ``--workers 2`` server: /metrics
+summed over the workers, CPU and RSS counted over the worker processes (the tiny random
+model, a real server)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 import soundfile as sf
 from wsclient import of_type, stream_pcm
 
-from benchmarks import common
+from benchmarks import prometheus, server_process, testset
 
 REPO = Path(__file__).resolve().parent.parent
 SESSIONS = 6
@@ -21,7 +22,7 @@ SESSIONS = 6
 
 def test_workers_are_read_from_the_server_command() -> None:
     def workers(*args: str) -> int:
-        return common.ServerProcess("tiny", args).workers
+        return server_process.ServerProcess("tiny", args).workers
 
     assert workers() == 1
     assert workers("--max-batch", "8", "--threads", "2") == 1
@@ -33,18 +34,22 @@ def test_workers_are_read_from_the_server_command() -> None:
 @pytest.fixture(scope="module")
 def pool(
     tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[common.ServerProcess]:
+) -> Iterator[server_process.ServerProcess]:
     log = tmp_path_factory.mktemp("bench-workers") / "server.log"
     args = ["--workers", "2", "--threads", "1", "--max-sessions", "16"]
-    with common.ServerProcess(str(tiny_model_dir), args, log_path=log, interval=0.2) as server:
+    with server_process.ServerProcess(
+        str(tiny_model_dir), args, log_path=log, interval=0.2
+    ) as server:
         yield server
 
 
-def worker_pages(server: common.ServerProcess, tries: int = 300) -> dict[int, dict[str, float]]:
+def worker_pages(
+    server: server_process.ServerProcess, tries: int = 300
+) -> dict[int, dict[str, float]]:
     """Each worker's own /metrics page (a new connection per request, until both answered)."""
     pages: dict[int, dict[str, float]] = {}
     for _ in range(tries):
-        page = common.parse_prometheus(server.get("/metrics"))
+        page = prometheus.parse_prometheus(server.get("/metrics"))
         pages[int(page["streaming_worker"])] = page
         if len(pages) == 2:
             break
@@ -56,7 +61,7 @@ def sessions_total(metrics: dict[str, float]) -> float:
     return sum(v for k, v in metrics.items() if k.startswith("streaming_sessions_total"))
 
 
-async def test_metrics_are_the_sum_over_both_workers(pool: common.ServerProcess) -> None:
+async def test_metrics_are_the_sum_over_both_workers(pool: server_process.ServerProcess) -> None:
     assert pool.workers == 2
     before = await asyncio.to_thread(pool.metrics)
     assert "streaming_worker" not in before  # a worker's index is no quantity
@@ -68,7 +73,7 @@ async def test_metrics_are_the_sum_over_both_workers(pool: common.ServerProcess)
 
     # two seconds of speech from the committed demo recording, so windows reach the model
     audio, rate = sf.read(str(REPO / "training" / "samples" / "demo.wav"), dtype="int16")
-    assert rate == common.SAMPLE_RATE
+    assert rate == testset.SAMPLE_RATE
     pcm = np.asarray(audio[: 2 * rate]).astype("<i2").tobytes()
     results = await asyncio.gather(*(stream_pcm(pool.url, pcm) for _ in range(SESSIONS)))
     for messages, code in results:
@@ -76,9 +81,9 @@ async def test_metrics_are_the_sum_over_both_workers(pool: common.ServerProcess)
 
     after = await asyncio.to_thread(pool.metrics)
     assert sessions_total(after) - sessions_total(before) == SESSIONS
-    audio = common.metric_delta(before, after, "streaming_audio_seconds_total")
+    audio = prometheus.metric_delta(before, after, "streaming_audio_seconds_total")
     assert audio == pytest.approx(SESSIONS * 2.0, abs=0.01)
-    assert common.metric_delta(before, after, "streaming_engine_batches_total") > 0
+    assert prometheus.metric_delta(before, after, "streaming_engine_batches_total") > 0
     # nothing streams now: the sum is exactly what the two pages say
     pages = await asyncio.to_thread(worker_pages, pool)
     for name in ("streaming_audio_seconds_total", "streaming_engine_batches_total"):
@@ -86,7 +91,7 @@ async def test_metrics_are_the_sum_over_both_workers(pool: common.ServerProcess)
     assert sessions_total(after) == sessions_total(pages[0]) + sessions_total(pages[1])
 
 
-def test_cpu_and_rss_count_the_worker_processes(pool: common.ServerProcess) -> None:
+def test_cpu_and_rss_count_the_worker_processes(pool: server_process.ServerProcess) -> None:
     psutil = pytest.importorskip("psutil")
     parent = psutil.Process(pool.pid)
     children = parent.children(recursive=True)
@@ -96,8 +101,8 @@ def test_cpu_and_rss_count_the_worker_processes(pool: common.ServerProcess) -> N
     own_rss = parent.memory_info().rss / 2**20
     children_rss = sum(c.memory_info().rss for c in children) / 2**20
 
-    cpu = common._proc_cpu_seconds(pool.pid)
-    rss = common._proc_rss_mb(pool.pid)
+    cpu = server_process.process_cpu_seconds(pool.pid)
+    rss = server_process.process_rss_mb(pool.pid)
     assert cpu is not None and rss is not None
     # CPU time only grows: at least what parent and workers had used a moment before,
     # and each worker loaded a model, which the supervisor alone never does

@@ -10,11 +10,11 @@ import torch
 from safetensors.torch import load_file
 from tiny_corpus import tiny_ctc_model
 
-from training.export import model_card, save_model_dir
+from training.config import TrainConfig
+from training.export import card_history, card_progress, model_card, save_model_dir
 from training.grow import grow_layers
 from training.grow import main as grow_main
 from training.model import build_processor
-from training.train import TrainConfig, card_history, card_progress
 
 CARD = """# a model
 

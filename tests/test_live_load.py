@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from benchmarks import common, live_load
+from benchmarks import live_load, server_process, testset
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _fake_files(count: int) -> list[common.ComposedFile]:
-    return [common.ComposedFile(Path(f"/nowhere/f{i}.wav"), 10.0 + i) for i in range(count)]
+def _fake_files(count: int) -> list[testset.ComposedFile]:
+    return [testset.ComposedFile(Path(f"/nowhere/f{i}.wav"), 10.0 + i) for i in range(count)]
 
 
 @pytest.mark.parametrize("n", [1, 2, 7, 37, 200, 1001])
@@ -66,10 +66,10 @@ def test_client_procs_choice() -> None:
         live_load.parse_args(["--client-procs", "-1"])
 
 
-def _short_files(folder: Path) -> list[common.ComposedFile]:
+def _short_files(folder: Path) -> list[testset.ComposedFile]:
     """Two ~3–4 s pieces of the committed demo WAV, one utterance each."""
     audio, rate = sf.read(str(REPO / "training" / "samples" / "demo.wav"), dtype="float32")
-    assert rate == common.SAMPLE_RATE
+    assert rate == testset.SAMPLE_RATE
     out = []
     for name, (a, b), (start, end), text in (
         ("a", (0.0, 3.2), (0.5, 2.39), "the company was paying all the rest"),
@@ -84,7 +84,7 @@ def _short_files(folder: Path) -> list[common.ComposedFile]:
         piece = np.asarray(audio[int(a * rate) : int(b * rate)])
         sf.write(str(path), piece, rate, subtype="PCM_16")
         segment = {"text": text, "voice": "espeak", "start": start - a, "end": end - a}
-        out.append(common.ComposedFile(path, len(piece) / rate, [segment]))
+        out.append(testset.ComposedFile(path, len(piece) / rate, [segment]))
     return out
 
 
@@ -98,7 +98,9 @@ def test_level_over_two_client_processes(
     # any CPU at all counts as "saturated" here, to see the warning and the flag
     monkeypatch.setattr(live_load, "CLIENT_CPU_WARN_PERCENT", -1.0)
     log = tmp_path / "server.log"
-    with common.ServerProcess(str(tiny_model_dir), ["--max-sessions", "16"], log_path=log) as srv:
+    with server_process.ServerProcess(
+        str(tiny_model_dir), ["--max-sessions", "16"], log_path=log
+    ) as srv:
         level = live_load.run_level(srv, files, 4, seed=4, ramp_s=0.5, client_procs=2)
     out = capsys.readouterr().out
 
@@ -145,7 +147,7 @@ class _NoServer:
 
 
 def test_stream_exceptions_in_client_processes_come_back_as_records(tmp_path: Path) -> None:
-    missing = [common.ComposedFile(tmp_path / "missing.wav", 1.0)]
+    missing = [testset.ComposedFile(tmp_path / "missing.wav", 1.0)]
     plan = live_load.plan_level(missing, 3, seed=3, ramp_s=0.0)
     began: list[bool] = []
     records, _loads, usage, wall = live_load._level_in_procs(

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from training import numbers, synth, text
+from evaluation import numbers
+from training import synth, text
 from training.data import load_manifests
 
 DATA_LINE = (

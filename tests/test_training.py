@@ -19,20 +19,11 @@ import torch
 from tiny_corpus import tiny_ctc_model, tone, write_corpus
 
 from training import train
+from training.config import Progress, TrainConfig, _schedule, load_train_config, lr_factor
 from training.data import BatchDataset, load_manifests, log_probs, make_batches, preload, read_audio
+from training.export import card_progress
 from training.model import build_config, normalize_audio
-from training.train import (
-    Progress,
-    TrainConfig,
-    _schedule,
-    card_progress,
-    fit_cooldown,
-    load_train_config,
-    lr_factor,
-    parse_args,
-    plan_epoch,
-    refit_cooldown,
-)
+from training.train import fit_cooldown, parse_args, plan_epoch, refit_cooldown
 
 MODEL_DIR = Path(__file__).resolve().parent.parent / "streaming" / "models" / "tiny-en"
 

@@ -24,8 +24,9 @@ from typing import Any
 
 import torch
 
-from training.export import cpu_description
-from training.train import Progress, TrainConfig, card_progress, evaluate, valid_set
+from training.config import Progress, TrainConfig
+from training.export import card_progress, cpu_description
+from training.train import evaluate, valid_set
 
 
 def average_weights(states: list[dict[str, Any]]) -> dict[str, torch.Tensor]:

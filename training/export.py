@@ -27,6 +27,8 @@ from typing import Any
 
 import torch
 
+from evaluation.machine import cpu_model
+from training.config import Progress, load_train_config, lr_factor
 from training.data import corpus_hours
 from training.model import build_processor
 
@@ -212,13 +214,37 @@ def update_card(model_dir: Path, evaluation: dict[str, Any]) -> None:
     print(f"updated the scores in {card}")
 
 
+def card_progress(model_dir: Path) -> Progress:
+    """Step, training time and audio seen of an exported model, read from its card."""
+    card = (model_dir / "MODEL_CARD.md").read_text(encoding="utf-8")
+    found = re.search(
+        r"This checkpoint: step (\d+), ([\d.]+) h of training-step wall time,\s+"
+        r"([\d.]+) h of \(augmented\) audio seen; validation CER (\d+\.\d+)",
+        card,
+    )
+    if found is None:
+        raise SystemExit(f"{model_dir}/MODEL_CARD.md does not say which step it is")
+    step, train_h, audio_h, cer = found.groups()
+    return Progress(
+        step=int(step),
+        train_seconds=float(train_h) * 3600,
+        audio_seconds=float(audio_h) * 3600,
+        exported_cer=float(cer),
+    )
+
+
+def card_history(model_dir: Path) -> list[str]:
+    """The model card's ``Grown at step ...`` lines (``training.grow``), oldest first."""
+    card = (model_dir / "MODEL_CARD.md").read_text(encoding="utf-8")
+    return re.findall(r"^Grown at step .*$", card, re.MULTILINE)
+
+
 def cpu_description() -> str:
     """This machine's CPU as the card names it, e.g. "AMD EPYC with AVX512-BF16"."""
-    from benchmarks.common import _lscpu_model
     from streaming.cpu import native_bf16
 
     extra = {"amx_bf16": "AMX", "avx512_bf16": "AVX512-BF16"}.get(native_bf16() or "", "")
-    return f"{_lscpu_model()} with {extra}" if extra else _lscpu_model()
+    return f"{cpu_model()} with {extra}" if extra else cpu_model()
 
 
 def training_machines(state: dict[str, Any], previous_card: Path | None) -> str:
@@ -271,8 +297,6 @@ def _warm_start_note(tc: dict[str, Any], step: int) -> str:
 
 def _rewarm_peak(tc: dict[str, Any]) -> float:
     """The learning rate a warm start re-warmed to (the trainer's own schedule, not a copy)."""
-    from training.train import load_train_config, lr_factor
-
     cfg = load_train_config(dict(tc))
     return cfg.lr * lr_factor(cfg.rewarm_steps - 1, cfg)
 

@@ -53,7 +53,7 @@ def grow_layers(model: Any, after: list[int]) -> Any:
 
 
 def history_line(step: int, before: int, after_count: int, after: list[int]) -> str:
-    """The model card line that records a growth (read back by ``train.card_history``)."""
+    """The model card line that records a growth (read back by ``export.card_history``)."""
     where = ",".join(str(i) for i in after)
     return (
         f"Grown at step {step} from {before} to {after_count} transformer layers "
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
             shutil.copy2(args.source / name, args.out / name)
     card = args.out / "MODEL_CARD.md"
     if card.exists():  # ``train --init-from`` carries this line into every later card
-        from training.train import card_progress
+        from training.export import card_progress
 
         step = card_progress(args.out).step
         with card.open("a", encoding="utf-8") as f:

@@ -184,23 +184,3 @@ def greedy_decode(ids: np.ndarray) -> str:
         previous = idx
     text = "".join(c for c in chars if len(c) == 1).replace("|", " ")
     return " ".join(text.lower().split())
-
-
-def edit_distance(ref: list[Any] | str, hyp: list[Any] | str) -> int:
-    """Levenshtein distance (characters of a string or items of a list)."""
-    prev = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        cur = [i] + [0] * len(hyp)
-        for j, h in enumerate(hyp, 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
-        prev = cur
-    return prev[-1]
-
-
-def error_rates(pairs: list[tuple[str, str]]) -> tuple[float, float]:
-    """Corpus-level (CER, WER) of ``(reference, hypothesis)`` pairs."""
-    char_err = sum(edit_distance(r, h) for r, h in pairs)
-    char_tot = sum(len(r) for r, _ in pairs)
-    word_err = sum(edit_distance(r.split(), h.split()) for r, h in pairs)
-    word_tot = sum(len(r.split()) for r, _ in pairs)
-    return char_err / max(1, char_tot), word_err / max(1, word_tot)

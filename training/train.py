@@ -24,10 +24,8 @@ import contextlib
 import ctypes
 import dataclasses
 import json
-import math
 import os
 import random
-import re
 import shutil
 import sys
 import time
@@ -43,6 +41,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch
 
+from evaluation.scoring import error_rates
+from training.config import Progress, TrainConfig, load_train_config, lr_factor
 from training.data import (
     Augment,
     BatchDataset,
@@ -54,81 +54,13 @@ from training.data import (
     read_audio,
     records_by_engine,
 )
+from training.export import RESULTS_DIR, card_history, card_progress, cpu_description, export
 from training.malloc import preloaded, reexec_under_tcmalloc
-from training.model import ModelSize, build_config, error_rates, greedy_decode, size_of
+from training.model import build_config, greedy_decode, size_of
 from training.synth import CORPUS_DIR
 
 HERE = Path(__file__).resolve().parent
 RUN_DIR = HERE / "work" / "run"
-RESULTS_DIR = HERE / "results"
-
-
-@dataclasses.dataclass
-class TrainConfig:
-    """Hyper-parameters; saved in the checkpoint and reused on resume."""
-
-    seed: int = 1234
-    lr: float = 2e-3
-    warmup_steps: int = 500
-    decay_steps: int = 1500  # inverse-sqrt decay constant after warmup
-    min_lr_ratio: float = 0.05
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0
-    batch_seconds: float = 40.0
-    max_utt_seconds: float = 12.0
-    mask_time_prob: float = 0.05
-    bf16: bool = True
-    valid_per_engine: int = 40
-    # Warm start (``--init-from``): the step the weights came from, steps to re-warm the
-    # learning rate (the optimizer moments are not in an exported model), and an optional
-    # linear cool-down to ``min_lr_ratio`` over that many steps after the warm start.
-    init_step: int = 0
-    rewarm_steps: int = 200
-    cooldown_steps: int = 0
-    # Voice -> renderings per epoch (each copy augmented anew): more of a voice the
-    # model lags on without synthesizing more of it (``--oversample joe=2``).
-    oversample: dict[str, int] = dataclasses.field(default_factory=dict)
-    # Architecture changes on the way (``training.grow``), carried from card to card.
-    history: list[str] = dataclasses.field(default_factory=list)
-    size: ModelSize = dataclasses.field(default_factory=ModelSize)
-
-
-@dataclasses.dataclass
-class Progress:
-    """Where training stands; everything needed to continue exactly."""
-
-    step: int = 0
-    epoch: int = 0
-    batch_pos: int = 0
-    batches: list[list[str]] = dataclasses.field(default_factory=list)
-    train_seconds: float = 0.0  # wall time spent training, across resumes
-    audio_seconds: float = 0.0  # audio seen, across resumes
-    best_cer: float = 1.0
-    exported_cer: float = 1.0
-
-
-def lr_factor(step: int, cfg: TrainConfig) -> float:
-    """Linear warmup, then inverse-sqrt decay floored at ``min_lr_ratio``.
-
-    No fixed end: the run length is unknown (it is resumed across sessions).  ``step``
-    counts optimizer steps of this run; a warm-started run continues the schedule at
-    ``init_step``, re-warms over ``rewarm_steps`` and may cool down linearly.
-    """
-    if cfg.init_step:
-        rewarm = min(1.0, (step + 1) / max(1, cfg.rewarm_steps))
-        factor = _schedule(step + cfg.init_step, cfg) * rewarm
-        if cfg.cooldown_steps:
-            left = max(0.0, 1.0 - step / cfg.cooldown_steps)
-            factor = max(cfg.min_lr_ratio, factor * left)
-        return factor
-    return _schedule(step, cfg)
-
-
-def _schedule(step: int, cfg: TrainConfig) -> float:
-    if step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
-    decay = math.sqrt(cfg.decay_steps / (cfg.decay_steps + step - cfg.warmup_steps))
-    return max(cfg.min_lr_ratio, decay)
 
 
 def limit_heap_fragmentation() -> None:
@@ -252,9 +184,10 @@ def evaluate(
         pairs = [
             (r["text"], h) for r, h in zip(records, hyps, strict=True) if r["engine"] == engine
         ]
-        result[engine] = dict(zip(("cer", "wer"), error_rates(pairs), strict=True))
-    cer, wer = error_rates([(r["text"], h) for r, h in zip(records, hyps, strict=True)])
-    result.update(cer=cer, wer=wer, example=f"{records[-1]['text']} => {hyps[-1]}")
+        counts = error_rates(pairs, normalize=False)
+        result[engine] = {"cer": counts.cer, "wer": counts.wer}
+    counts = error_rates([(r["text"], h) for r, h in zip(records, hyps, strict=True)], False)
+    result.update(cer=counts.cer, wer=counts.wer, example=f"{records[-1]['text']} => {hyps[-1]}")
     return result
 
 
@@ -299,15 +232,6 @@ def checkpoint(
     save_atomic(state, path)
 
 
-def load_train_config(saved: dict[str, Any]) -> TrainConfig:
-    """Rebuild a :class:`TrainConfig` from its saved dict."""
-    fields: dict[str, Any] = {
-        k: tuple(v) if isinstance(v, list) else v for k, v in saved.pop("size").items()
-    }
-    size = ModelSize(**fields)
-    return TrainConfig(**saved, size=size)
-
-
 def maybe_export(
     prog: Progress, cer: float, export_below: float, export_delta: float, run_dir: Path = RUN_DIR
 ) -> None:
@@ -315,38 +239,11 @@ def maybe_export(
     if cer > export_below or cer > prog.exported_cer - export_delta:
         return
     try:
-        from training.export import export
-
         export(run_dir / "best.pt")
         prog.exported_cer = cer
         log({"event": "export", "step": prog.step, "cer": cer}, run_dir)
     except Exception as exc:  # export must never stop training
         print(f"export failed: {exc}")
-
-
-def card_progress(model_dir: Path) -> Progress:
-    """Step, training time and audio seen of an exported model, read from its card."""
-    card = (model_dir / "MODEL_CARD.md").read_text(encoding="utf-8")
-    found = re.search(
-        r"This checkpoint: step (\d+), ([\d.]+) h of training-step wall time,\s+"
-        r"([\d.]+) h of \(augmented\) audio seen; validation CER (\d+\.\d+)",
-        card,
-    )
-    if found is None:
-        raise SystemExit(f"{model_dir}/MODEL_CARD.md does not say which step it is")
-    step, train_h, audio_h, cer = found.groups()
-    return Progress(
-        step=int(step),
-        train_seconds=float(train_h) * 3600,
-        audio_seconds=float(audio_h) * 3600,
-        exported_cer=float(cer),
-    )
-
-
-def card_history(model_dir: Path) -> list[str]:
-    """The model card's ``Grown at step ...`` lines (``training.grow``), oldest first."""
-    card = (model_dir / "MODEL_CARD.md").read_text(encoding="utf-8")
-    return re.findall(r"^Grown at step .*$", card, re.MULTILINE)
 
 
 def warm_start(args: argparse.Namespace) -> tuple[Any, TrainConfig, Progress]:
@@ -469,8 +366,6 @@ def describe_device(device: torch.device) -> str:
     """The accelerator's name, or the CPU's, for the run log and the model card."""
     if device.type == "cuda":
         return str(torch.cuda.get_device_name(device))
-    from training.export import cpu_description
-
     return cpu_description()
 
 

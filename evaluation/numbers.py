@@ -1,7 +1,8 @@
 """Spell out numbers in English words.
 
 The acoustic model only knows letters, so digits must become the words a
-speaker (and the TTS engine, which receives the same spelled-out text) says.
+speaker (and the TTS engine, which receives the same spelled-out text) says;
+scoring spells the digits of another recognizer's transcript the same way.
 """
 
 from __future__ import annotations
