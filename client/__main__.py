@@ -15,23 +15,20 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO, TypeVar
+from typing import Any, TextIO
 
 from client.captions import Captions, choose_mode
 from client.connection import (
-    DEFAULT_URL,
     ClientError,
     Listener,
     SessionOptions,
     StreamResult,
 )
 from client.files import AudioFileError, expand_paths
-from client.latency import DEFAULT_TOLERANCE_MS
 from client.report import build_report, format_summary, overall_summary, write_json
+from client.settings import FileOptions, MicOptions, OutputOptions, ServerOptions, add_options
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_ABORTED = 0, 1, 2, 130
-TOKEN_ENV = "STREAMING_TOKEN"
-_N = TypeVar("_N", int, float)
 
 EPILOG = """\
 examples:
@@ -64,139 +61,11 @@ session, one after the other; a folder means every audio file inside it.
 """
 
 
-def _number(
-    convert: Callable[[str], _N], what: str, accept: Callable[[_N], bool], rule: str
-) -> Callable[[str], _N]:
-    """An argparse `type`: `convert` the text, then insist on `accept` ("must be RULE")."""
-
-    def parse(text: str) -> _N:
-        try:
-            v = convert(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a {what}: {text!r}") from None
-        if not accept(v):
-            raise argparse.ArgumentTypeError(f"must be {rule}, got {text}")
-        return v
-
-    return parse
-
-
-_positive_float = _number(float, "number", lambda v: v > 0, "> 0")  # NaN is refused
-_non_negative_float = _number(float, "number", lambda v: not v < 0, ">= 0")
-_non_negative_int = _number(int, "whole number", lambda v: v >= 0, ">= 0")
-
-
-def _positive_int(text: str) -> int:
-    v = _non_negative_int(text)
-    if v == 0:
-        raise argparse.ArgumentTypeError("must be > 0")
-    return v
-
-
-def _chunk_ms(text: str) -> float:
-    v = _positive_float(text)
-    if v > 5000:
-        raise argparse.ArgumentTypeError(f"at most 5000 ms, got {text}")
-    return v
-
-
-def _url(text: str) -> str:
-    if not text.startswith(("ws://", "wss://")):
-        raise argparse.ArgumentTypeError(f"must start with ws:// or wss://, got {text!r}")
-    return text
-
-
 def build_parser() -> argparse.ArgumentParser:
+    """The options declared in client/settings.py, on the ``mic`` and ``file`` commands."""
     common = argparse.ArgumentParser(add_help=False)
-    net = common.add_argument_group("server")
-    net.add_argument(
-        "--url",
-        type=_url,
-        default=DEFAULT_URL,
-        help="websocket URL of the recognition server (default: %(default)s)",
-    )
-    net.add_argument(
-        "--token",
-        default=os.environ.get(TOKEN_ENV) or None,
-        help=f"access token for a server started with --auth-token, sent as 'Authorization:"
-        f" Bearer TOKEN' (default: ${TOKEN_ENV}, else none)",
-    )
-    net.add_argument(
-        "--cafile",
-        metavar="PEM",
-        help="trust this certificate (or CA bundle) for wss:// URLs, e.g. a self-signed"
-        " server certificate (default: the system's trusted CAs)",
-    )
-    net.add_argument(
-        "--retries",
-        type=_non_negative_int,
-        default=3,
-        metavar="N",
-        help="connection attempts to retry, with growing pauses, while the server refuses"
-        " or is full (default: %(default)s)",
-    )
-    net.add_argument(
-        "--chunk-ms",
-        type=_chunk_ms,
-        default=100.0,
-        metavar="MS",
-        help="audio per websocket message, in ms (default: %(default)g)",
-    )
-    net.add_argument(
-        "--finish-timeout",
-        type=_positive_float,
-        default=30.0,
-        metavar="S",
-        help="after the audio ends, give up when the server sends nothing for S seconds"
-        " (default: %(default)g)",
-    )
-    out = common.add_argument_group("output")
-    out.add_argument(
-        "--plain",
-        action="store_true",
-        help="only finished utterances, one per line, no live updates or colours"
-        " (automatic when stdout is not a terminal)",
-    )
-    out.add_argument(
-        "--json",
-        action="store_true",
-        help="every server message as one JSON line on stdout (not with --plain)",
-    )
-    out.add_argument(
-        "--timestamps",
-        action="store_true",
-        help="prefix captions with their position in the audio, [M:SS.s-M:SS.s]",
-    )
-    out.add_argument(
-        "--report",
-        metavar="FILE.json",
-        help="write summary, latency percentiles and per-word / per-utterance records as JSON",
-    )
-    out.add_argument(
-        "--srt",
-        metavar="FILE",
-        help="save the finished utterances as SubRip subtitles (several files: FILE is a"
-        " folder, one NAME.srt per input)",
-    )
-    out.add_argument(
-        "--vtt",
-        metavar="FILE",
-        help="save the finished utterances as WebVTT subtitles (several files: as --srt)",
-    )
-    out.add_argument(
-        "-q",
-        "--quiet",
-        action="store_true",
-        help="no progress messages or summary on stderr (errors are still shown)",
-    )
-    out.add_argument(
-        "--word-tolerance-ms",
-        type=_non_negative_float,
-        default=DEFAULT_TOLERANCE_MS,
-        metavar="MS",
-        help="a word seen again within MS of its earlier end position counts as the same"
-        " word for latency (default: %(default)g)",
-    )
+    add_options(common, ServerOptions)
+    add_options(common, OutputOptions)
 
     parser = argparse.ArgumentParser(
         prog="streaming-client",
@@ -206,8 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="{mic,file}", required=True)
 
-    def command(name: str, summary: str, description: str) -> argparse.ArgumentParser:
-        """A subcommand with the common options; `args.parser` is it (for its usage errors)."""
+    def command(name: str, summary: str, description: str, options: type[Any]) -> None:
+        """A subcommand with the common options and its own; `args.parser` is it (for its
+        usage errors)."""
         cmd = sub.add_parser(
             name,
             parents=[common],
@@ -217,43 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         cmd.set_defaults(parser=cmd)
-        return cmd
+        add_options(cmd, options)
 
-    mic = command("mic", "stream the microphone (Ctrl-C to stop)", MIC_DESCRIPTION)
-    dev = mic.add_argument_group("audio input")
-    dev.add_argument(
-        "--device",
-        metavar="DEV",
-        help="input device: index or part of its name, see --list-devices"
-        " (default: the system's default input)",
-    )
-    dev.add_argument("--list-devices", action="store_true", help="list input devices and exit")
-    dev.add_argument(
-        "--rate",
-        type=_positive_int,
-        metavar="HZ",
-        help="capture sample rate (default: the device's native rate; rates the server does"
-        " not take are resampled to 16000)",
-    )
-    dev.add_argument(
-        "--seconds",
-        type=_positive_float,
-        metavar="N",
-        help="stop by itself after N seconds (default: run until Ctrl-C)",
-    )
-
-    f = command("file", "stream audio files as if spoken live", FILE_DESCRIPTION)
-    f.add_argument("paths", nargs="+", metavar="PATH", help="audio files or folders")
-    pace = f.add_argument_group("pace")
-    pace.add_argument(
-        "--speed",
-        type=_non_negative_float,
-        default=1.0,
-        metavar="X",
-        help="X times real time; 1 behaves like a live microphone, 0 sends as fast as"
-        " the connection takes it (default: %(default)g)",
-    )
-    pace.add_argument("--fast", action="store_true", help="same as --speed 0")
+    command("mic", "stream the microphone (Ctrl-C to stop)", MIC_DESCRIPTION, MicOptions)
+    command("file", "stream audio files as if spoken live", FILE_DESCRIPTION, FileOptions)
     return parser
 
 
