@@ -10,5 +10,7 @@ bash scripts/setup.sh test
 .venv/bin/python -m pip install -q --no-deps pyctcdecode
 bash scripts/virtual-mic.sh || echo "warning: virtual microphone unavailable; microphone test will report why"
 .venv/bin/ruff check .
+# Import contracts of pyproject.toml [tool.importlinter]: layers, independence, no cycles.
+.venv/bin/lint-imports --no-cache
 .venv/bin/mypy
 .venv/bin/python -m pytest -q "$@"
