@@ -1,8 +1,8 @@
 """``python -m streaming.demo``: server + file client in one command, fully offline.
 
 Starts the server (bundled model by default) on a free loopback port, streams a bundled
-speech sample through the real client at real-time pace, shows live captions and the
-latency summary, then shuts the server down gracefully.
+speech sample through the real client (``python -m client``, its own process) at real-time
+pace, shows live captions and the latency summary, then shuts the server down gracefully.
 """
 
 from __future__ import annotations
@@ -10,6 +10,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import signal
+import subprocess
 import sys
 import threading
 from importlib import resources
@@ -78,16 +81,31 @@ def main(argv: list[str] | None = None) -> int:
         print(f"streaming-demo: error: {exc}", file=sys.stderr)
         return 2
     pace = f"at {args.speed:g}× real time" if args.speed else "as fast as possible"
-    print(f"server ready on {url}; streaming {', '.join(audio)} {pace}\n")
-    from client.__main__ import main as client_main
-
+    print(f"server ready on {url}; streaming {', '.join(audio)} {pace}\n", flush=True)
     client_args = ["file", *audio, "--url", url, "--speed", str(args.speed)]
     if args.report:
         client_args += ["--report", args.report]
     try:
-        return client_main(client_args)
+        return _run_client(client_args)
     finally:
         background.stop()
+
+
+def _run_client(argv: list[str]) -> int:
+    """``python -m client ARGV`` as its own process, as a user would run it: the server
+    package starts the client but never imports it (they are independent packages)."""
+    root = str(Path(__file__).resolve().parents[1])  # the folder holding both packages
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "client", *argv], env={**os.environ, "PYTHONPATH": path}
+    )
+    # Ctrl-C reaches the client too (one process group): it finishes the stream cleanly,
+    # or quits on a second one; the demo waits for it either way, then stops the server.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return child.wait()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 if __name__ == "__main__":
