@@ -54,3 +54,12 @@ def white_noise(seconds: float, level: float = 0.01, seed: int = 0) -> np.ndarra
 
 def to_s16(audio: np.ndarray) -> bytes:
     return (np.clip(audio, -1, 32767 / 32768) * 32768).astype("<i2").tobytes()
+
+
+def silence(seconds: float) -> np.ndarray:
+    return np.zeros(int(seconds * RATE), dtype=np.float32)
+
+
+def frames(pcm: bytes, size: int) -> list[bytes]:
+    """``pcm`` cut into frames of ``size`` bytes, as a live client sends it."""
+    return [pcm[i : i + size] for i in range(0, len(pcm), size)]
