@@ -3,7 +3,9 @@ declared: its type (the annotation), default, help, flag and choices (``setting(
 
 ``streaming/settings.py`` derives the command line from these declarations; this module
 knows nothing of argparse. To add a setting, add one field here with ``setting(...)`` and
-check it in ``validate()``: its flag, ``--help`` line and place in the config follow.
+check its value in ``validate()``: its flag, ``--help`` line (with its default) and place in
+the config follow. A nested config is a field ``field(default_factory=XConfig,
+metadata={SECTION: GROUP})``: its settings are listed under GROUP unless they name another.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ VAD_MODES = (0, 1, 2, 3)
 VAD_FRAMES_MS = (10, 20, 30)
 
 SETTING = "setting"  # dataclass field metadata key: the field's Setting
-SECTION = "section"  # ... of a nested config: the group its settings are in unless they say
+SECTION = "section"  # metadata key of a nested config's field: the SettingGroup of its settings
 
 _T = TypeVar("_T")
 

@@ -71,7 +71,7 @@ def declared_settings(
             continue
         declared = f.metadata.get(SETTING)
         if not isinstance(declared, Setting):
-            raise TypeError(f"{'.'.join(where)} is not declared: use setting() or section()")
+            raise TypeError(f"{'.'.join(where)} is not declared: give it a setting()")
         in_group = declared.group or group
         if in_group is None:
             raise TypeError(f"{'.'.join(where)} has no --help group")
@@ -110,7 +110,7 @@ def _how(s: DeclaredSetting) -> dict[str, Any]:
     """The add_argument keywords besides the flag, its dest and its help."""
     d = s.declared
     if s.kind is bool:
-        return {"action": "store_true"}  # the flag says the opposite of a True default
+        return {"action": "store_true"}  # given: the opposite of the default (_value)
     how: dict[str, Any] = {"type": s.kind, "metavar": d.metavar}
     if d.choices is not None:
         how["choices"] = d.choices
