@@ -46,18 +46,24 @@ def held_out_utterances(
     voices: Sequence[str] | None = None,
     min_words: int = 4,
     max_words: int = 14,
+    *,
+    out_dir: Path = TESTSET_DIR,
+    text_dir: Path | None = None,
 ) -> list[HeldOutUtterance]:
     """``count`` held-out sentences, voices round-robin (training's test voices unless
-    ``voices``); rendered once by ``python -m training.testset``, then cached."""
+    ``voices``); rendered once by ``python -m training.testset`` into ``out_dir``, then
+    cached. ``text_dir``: where training's ``test.jsonl`` is, when not in its default."""
     with tempfile.TemporaryDirectory() as tmp:
         listing = Path(tmp) / "selection.json"
         command = [
             sys.executable, "-m", "training.testset", "--count", str(count),
             "--min-words", str(min_words), "--max-words", str(max_words),
-            "--out", str(TESTSET_DIR), "--list", str(listing),
+            "--out", str(out_dir), "--list", str(listing),
         ]  # fmt: skip
         if voices is not None:
             command += ["--voices", *voices]
+        if text_dir is not None:
+            command += ["--text", str(text_dir)]
         done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
         if done.returncode != 0:
             tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
