@@ -18,44 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from streaming.random_model import BASE_960H_VOCAB
+
 if TYPE_CHECKING:
     from transformers import Wav2Vec2Config, Wav2Vec2Processor
 
 SAMPLE_RATE = 16000
-VOCAB: dict[str, int] = {
-    "<pad>": 0,
-    "<s>": 1,
-    "</s>": 2,
-    "<unk>": 3,
-    "|": 4,
-    "E": 5,
-    "T": 6,
-    "A": 7,
-    "O": 8,
-    "N": 9,
-    "I": 10,
-    "H": 11,
-    "S": 12,
-    "R": 13,
-    "D": 14,
-    "L": 15,
-    "U": 16,
-    "M": 17,
-    "W": 18,
-    "C": 19,
-    "F": 20,
-    "G": 21,
-    "Y": 22,
-    "P": 23,
-    "B": 24,
-    "V": 25,
-    "K": 26,
-    "'": 27,
-    "X": 28,
-    "J": 29,
-    "Q": 30,
-    "Z": 31,
-}
+VOCAB: dict[str, int] = dict(BASE_960H_VOCAB)  # the server swaps in a real checkpoint as is
 ID_TO_CHAR = {i: c for c, i in VOCAB.items()}
 BLANK_ID = VOCAB["<pad>"]
 DELIMITER_ID = VOCAB["|"]

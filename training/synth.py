@@ -37,10 +37,10 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from training.model import SAMPLE_RATE
 from training.text import DEFAULT_OUT as TEXT_DIR
 from training.text import WORDNET_SPLIT, Sentence, load_split
 
-SAMPLE_RATE = 16000
 CORPUS_DIR = Path(__file__).resolve().parent / "work" / "corpus"
 TRAIN_ENGINES = ("espeak", "kal16", "awb", "kal", "joe")
 UNSEEN_ENGINES = ("rms",)
