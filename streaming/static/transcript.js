@@ -1,0 +1,232 @@
+// The transcript: one paragraph per utterance, fed by the server's partial / final messages,
+// with times on one clock across reconnections; and its exports, in the terminal client's
+// formats (TXT = `streaming-client --plain --timestamps`, SRT / WebVTT = client/subtitles.py).
+
+export const MAX_LINE_CHARS = 42;
+export const MAX_LINES = 2;
+export const LOW_CONFIDENCE = 0.5; // words under this `conf` are marked (subtly)
+
+// Python's str.isspace() characters (client/captions.py `sanitize` splits on them).
+const PY_SPACE = /[\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]/g;
+
+/** Server text without control characters; whitespace runs become one space. */
+export function sanitize(text) {
+  return String(text ?? "")
+    .replace(PY_SPACE, " ")
+    .replace(/\p{Cc}/gu, "")
+    .split(" ")
+    .filter(Boolean)
+    .join(" ");
+}
+
+function roundHalfEven(x) {
+  const r = Math.round(x);
+  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/** Stream position as M:SS.s (H:MM:SS.s past an hour), as client/captions.py. */
+export function formatClock(ms) {
+  const tenths = roundHalfEven(Math.max(0, ms) / 100);
+  const t = tenths % 10;
+  let s = Math.floor(tenths / 10);
+  let m = Math.floor(s / 60);
+  s %= 60;
+  const h = Math.floor(m / 60);
+  m %= 60;
+  const two = (n) => String(n).padStart(2, "0");
+  return h ? `${h}:${two(m)}:${two(s)}.${t}` : `${m}:${two(s)}.${t}`;
+}
+
+export class Transcript {
+  constructor() {
+    this.paragraphs = [];
+    this.offsetMs = 0; // global position of the current stream's 0
+    this.stream = 0;
+    this.open = null; // paragraph of the current stream's open utterance
+    this.superseded = null; // an interrupted paragraph that the replayed audio will redo
+  }
+
+  /** A new websocket stream starts at global position `offsetMs`. */
+  beginStream(offsetMs) {
+    this.stream += 1;
+    this.offsetMs = offsetMs;
+    this.open = null;
+  }
+
+  paragraphFor(msg) {
+    const key = `${this.stream}:${msg.utterance_id ?? 0}`;
+    if (this.open && this.open.key === key) return this.open;
+    if (this.superseded) {
+      this.paragraphs = this.paragraphs.filter((p) => p !== this.superseded);
+      this.superseded = null;
+    }
+    const p = { key, startMs: 0, endMs: null, committed: [], tentative: [], final: false, interrupted: false, reason: null };
+    this.paragraphs.push(p);
+    this.open = p;
+    return p;
+  }
+
+  /** Applies a partial; returns {paragraph, newlyCommitted: [words]}. */
+  onPartial(msg) {
+    const p = this.paragraphFor(msg);
+    const before = p.committed.length;
+    const words = (msg.words || []).map((w) => this.word(w));
+    p.startMs = this.offsetMs + Number(msg.start_ms ?? 0);
+    p.committed = words.filter((w) => w.committed);
+    p.tentative = words.filter((w) => !w.committed);
+    if (words.length === 0) {
+      // A server with --lm commits nothing in partials; keep the text it sent.
+      p.tentative = sanitize(msg.text).split(" ").filter(Boolean).map((word) => ({ word, conf: 1, committed: false }));
+    }
+    return { paragraph: p, newlyCommitted: p.committed.slice(before) };
+  }
+
+  /** Applies a final; returns {paragraph, newlyCommitted}. */
+  onFinal(msg) {
+    const p = this.paragraphFor(msg);
+    const before = p.committed.length;
+    const words = (msg.words || []).map((w) => ({ ...this.word(w), committed: true }));
+    p.startMs = this.offsetMs + Number(msg.start_ms ?? 0);
+    p.endMs = this.offsetMs + Number(msg.end_ms ?? msg.start_ms ?? 0);
+    p.committed = words.length || !msg.text ? words : sanitize(msg.text).split(" ").map((word) => ({ word, conf: 1, committed: true }));
+    p.tentative = [];
+    p.final = true;
+    p.reason = msg.reason ?? null;
+    p.text = sanitize(msg.text);
+    p.words = words;
+    this.open = null;
+    return { paragraph: p, newlyCommitted: p.committed.slice(Math.min(before, p.committed.length)) };
+  }
+
+  word(w) {
+    return {
+      word: sanitize(w.word),
+      conf: Number(w.conf ?? 1),
+      committed: Boolean(w.committed),
+      startMs: this.offsetMs + Number(w.start_ms ?? 0),
+      endMs: this.offsetMs + Number(w.end_ms ?? w.start_ms ?? 0),
+    };
+  }
+
+  /**
+   * The stream broke mid-utterance: the open paragraph stays, marked interrupted. When
+   * `willReplay`, its audio is sent again on the next stream and this paragraph is replaced
+   * by the one that audio produces.
+   */
+  interrupt(willReplay) {
+    const p = this.open;
+    this.open = null;
+    if (!p) return null;
+    p.interrupted = true;
+    p.endMs = p.endMs ?? Math.max(p.startMs, ...p.committed.concat(p.tentative).map((w) => w.endMs));
+    if (willReplay) this.superseded = p;
+    return p;
+  }
+
+  /** Finished utterances as finals with global times (what the exports are made of). */
+  finals() {
+    return this.paragraphs
+      .filter((p) => p.final || (p.interrupted && p !== this.superseded))
+      .map((p) => {
+        const words = p.final ? p.words : p.committed.concat(p.tentative);
+        return {
+          text: p.final ? p.text : words.map((w) => w.word).join(" "),
+          start_ms: Math.round(p.startMs),
+          end_ms: Math.round(p.endMs ?? p.startMs),
+          words: words.map((w) => ({ word: w.word, start_ms: Math.round(w.startMs), end_ms: Math.round(w.endMs), conf: w.conf })),
+        };
+      });
+  }
+}
+
+// ---- exports ---------------------------------------------------------------------------
+
+/** Greedy word wrap; a word longer than `width` gets a line of its own. */
+export function wrap(text, width = MAX_LINE_CHARS) {
+  const lines = [];
+  let current = "";
+  for (const word of text.split(/\s+/).filter(Boolean)) {
+    if (current && [...current].length + 1 + [...word].length > width) {
+      lines.push(current);
+      current = word;
+    } else {
+      current = current ? `${current} ${word}` : word;
+    }
+  }
+  if (current) lines.push(current);
+  return lines;
+}
+
+const fits = (words, width, maxLines) => wrap(words.join(" "), width).length <= maxLines;
+
+/** Cues of at most two lines of 42 characters, split at word times (client/subtitles.py). */
+export function cuesFromFinals(finals, width = MAX_LINE_CHARS, maxLines = MAX_LINES) {
+  const cues = [];
+  for (const final of finals) {
+    const text = sanitize(final.text);
+    if (!text) continue;
+    const start = Math.trunc(final.start_ms ?? 0);
+    const end = Math.max(Math.trunc(final.end_ms ?? start), start + 1);
+    const words = (final.words || []).filter((w) => sanitize(w.word));
+    if (wrap(text, width).length <= maxLines || words.length === 0) {
+      cues.push({ startMs: start, endMs: end, lines: wrap(text, width) });
+      continue;
+    }
+    const groups = [];
+    let group = [];
+    for (const w of words) {
+      const candidate = [...group, w];
+      if (group.length && !fits(candidate.map((x) => sanitize(x.word)), width, maxLines)) {
+        groups.push(group);
+        group = [w];
+      } else {
+        group = candidate;
+      }
+    }
+    if (group.length) groups.push(group);
+    groups.forEach((g, i) => {
+      let gStart = i === 0 ? start : Math.trunc(g[0].start_ms ?? start);
+      let gEnd = i === groups.length - 1 ? end : Math.trunc(g[g.length - 1].end_ms ?? end);
+      gStart = Math.max(gStart, cues.length && i > 0 ? cues[cues.length - 1].endMs : gStart);
+      gEnd = Math.max(gEnd, gStart + 1);
+      cues.push({ startMs: gStart, endMs: gEnd, lines: wrap(g.map((x) => sanitize(x.word)).join(" "), width) });
+    });
+  }
+  return cues;
+}
+
+function clock(ms, sep) {
+  ms = Math.max(0, ms);
+  const milli = ms % 1000;
+  let s = Math.floor(ms / 1000);
+  let m = Math.floor(s / 60);
+  s %= 60;
+  const h = Math.floor(m / 60);
+  m %= 60;
+  const two = (n) => String(n).padStart(2, "0");
+  return `${two(h)}:${two(m)}:${two(s)}${sep}${String(milli).padStart(3, "0")}`;
+}
+
+export function toSrt(finals) {
+  return cuesFromFinals(finals)
+    .map((cue, i) => `${i + 1}\n${clock(cue.startMs, ",")} --> ${clock(cue.endMs, ",")}\n${cue.lines.join("\n")}\n`)
+    .join("\n");
+}
+
+export function toVtt(finals) {
+  const out = ["WEBVTT\n"];
+  for (const cue of cuesFromFinals(finals)) {
+    const lines = cue.lines.map((line) => line.replaceAll("-->", "->"));
+    out.push(`${clock(cue.startMs, ".")} --> ${clock(cue.endMs, ".")}\n${lines.join("\n")}\n`);
+  }
+  return out.join("\n");
+}
+
+/** One line per utterance with its times, as `streaming-client --plain --timestamps`. */
+export function toTxt(finals) {
+  return finals
+    .map((f) => [f, sanitize(f.text)])
+    .filter(([, text]) => text)
+    .map(([f, text]) => `[${formatClock(f.start_ms ?? 0)}-${formatClock(f.end_ms ?? 0)}] ${text}\n`)
+    .join("");
+}

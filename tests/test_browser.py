@@ -1,0 +1,389 @@
+"""The captions page in a real headless Chromium, against the real server and bundled model.
+
+Chromium's fake microphone plays ``streaming/assets/demo.wav`` (three sentences, text in
+``demo.json``) to every page that opens it, after 1.5 s of silence. One browser serves every
+test of the module (the machine has two cores). Screenshots go to the test's tmp dir, and also to
+``$BROWSER_SCREENSHOTS`` when set (``BROWSER_SCREENSHOTS=docs/images`` refreshes the
+README's ``browser-captions.png``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile
+from browser_support import SCREENSHOT_ENV, ServerThread, chromium_path
+from compat_support import cer
+
+from client.captions import sanitize, timestamp_prefix
+from client.subtitles import to_srt, to_vtt
+from streaming.config import ModelConfig, ServerConfig
+from streaming.model import LoadedModel, load_model
+from streaming.page import is_page_path, is_websocket_upgrade, origin_allowed, page_response
+
+playwright = pytest.importorskip("playwright.sync_api")
+
+ASSETS = Path(__file__).resolve().parent.parent / "streaming" / "assets"
+DEMO_WAV = ASSETS / "demo.wav"
+SENTENCES = [s["text"] for s in json.loads((ASSETS / "demo.json").read_text())["sentences"]]
+TIMEOUT_MS = 60_000
+LEAD_S = 1.5
+#: Words of mixed lengths for a long utterance, and one with the WebVTT arrow in it.
+LOREM = [*(("w" * (1 + i % 9)) + str(i) for i in range(19)), "a-->b"]
+
+
+# ---- the page as HTTP (no browser) ------------------------------------------------------
+
+
+def test_page_is_answered_at_the_root_and_under_app_with_revalidation() -> None:
+    for path in ("/", "/?overlay=1&token=x", "/app", "/app/", "/app/index.html"):
+        page = page_response(path)
+        assert page is not None and page.status == HTTPStatus.OK, path
+        assert page.content_type.startswith("text/html")
+        assert b'type="module"' in page.body
+        headers = dict(page.headers)
+        assert headers["Cache-Control"] == "no-cache"
+        assert "Content-Security-Policy" in headers
+    # Files resolve from "/" via <base href="app/">, from "/app/" beside the page.
+    assert b'<base href="app/">' in page_response("/").body  # type: ignore[union-attr]
+    assert b'<base href="./">' in page_response("/app/").body  # type: ignore[union-attr]
+    script = page_response("/app/app.js")
+    assert script is not None and script.content_type.startswith("text/javascript")
+    etag = dict(script.headers)["ETag"]
+    again = page_response("/app/app.js", if_none_match=etag)
+    assert again is not None and again.status == HTTPStatus.NOT_MODIFIED and again.body == b""
+
+
+def test_page_refuses_other_files_and_path_traversal() -> None:
+    for path in (
+        "/app/missing.js",
+        "/app/../server.py",
+        "/app/..%2fserver.py",
+        "/app/%2e%2e/page.py",
+        "/app/.hidden.js",
+        "/app/sub/app.js",
+        "/app/app.py",
+        "/app/app.js/",
+    ):
+        page = page_response(path)
+        assert page is not None and page.status == HTTPStatus.NOT_FOUND, path
+    # Not the page's: left to the protocol endpoints and /health, /metrics.
+    for path in ("/v1/stream", "/health", "/metrics", "/apple"):
+        assert not is_page_path(path) and page_response(path) is None
+    assert is_websocket_upgrade({"Upgrade": "WebSocket"})
+    assert not is_websocket_upgrade({})
+
+
+def test_origin_rule_allows_the_servers_own_page_when_a_list_is_configured() -> None:
+    assert origin_allowed("https://evil.example", "127.0.0.1:8765", ())  # no list: any
+    listed = ("https://captions.example",)
+    assert origin_allowed("https://captions.example", "127.0.0.1:8765", listed)
+    assert origin_allowed(None, "127.0.0.1:8765", listed)  # not a browser
+    assert origin_allowed("http://127.0.0.1:8765", "127.0.0.1:8765", listed)  # its own page
+    assert origin_allowed("https://asr.example", "ASR.example", listed)  # default port
+    assert origin_allowed("http://[::1]:9000", "[::1]:9000", listed)
+    assert not origin_allowed("https://evil.example", "127.0.0.1:8765", listed)
+    assert not origin_allowed("http://127.0.0.1:8766", "127.0.0.1:8765", listed)
+    assert not origin_allowed("null", "127.0.0.1:8765", listed)
+    assert not origin_allowed("http://127.0.0.1:8765", None, listed)
+
+
+# ---- fixtures ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bundled() -> LoadedModel:
+    return load_model(ModelConfig(name="tiny-en"), threads=1)
+
+
+def config(**changes: Any) -> ServerConfig:
+    base = ServerConfig(host="127.0.0.1", port=0, model=ModelConfig(name="tiny-en"))
+    return base.replace(**changes)
+
+
+@pytest.fixture(scope="module")
+def page_server(bundled: LoadedModel) -> Iterator[ServerThread]:
+    with ServerThread(config(), bundled) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def fake_microphone(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """demo.wav after 1.5 s of silence: Chromium starts playing the file when a page opens
+    the microphone, and the page needs a moment to connect its worklet."""
+    audio, rate = soundfile.read(DEMO_WAV, dtype="int16")
+    path = tmp_path_factory.mktemp("audio") / "fake-microphone.wav"
+    soundfile.write(path, np.concatenate([np.zeros(int(rate * LEAD_S), np.int16), audio]), rate)
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser(fake_microphone: Path) -> Iterator[Any]:
+    executable = chromium_path()
+    with playwright.sync_playwright() as pw:
+        chromium = pw.chromium.launch(
+            executable_path=executable,
+            args=[
+                "--use-fake-ui-for-media-stream",
+                "--use-fake-device-for-media-stream",
+                f"--use-file-for-fake-audio-capture={fake_microphone}%noloop",
+            ],
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Path]]:
+    """Screenshots taken (tmp dir); copied to $BROWSER_SCREENSHOTS at the end when set."""
+    taken: list[Path] = []
+    yield taken
+    target = os.environ.get(SCREENSHOT_ENV)
+    if target:
+        Path(target).mkdir(parents=True, exist_ok=True)
+        for path in taken:
+            shutil.copy(path, Path(target) / path.name)
+
+
+def screenshot(page: Any, shots: list[Path], tmp: Path, name: str, **options: Any) -> None:
+    path = tmp / name
+    page.screenshot(path=str(path), **options)
+    shots.append(path)
+
+
+def open_page(browser: Any, url: str, **options: Any) -> Any:
+    page = browser.new_page(**options)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.errors = errors
+    page.goto(url)
+    return page
+
+
+COMMITTED_JS = """() => [...document.querySelectorAll('.utt')]
+    .map((p) => p.querySelector('span').textContent).join(' ')"""
+
+
+def committed_text(page: Any) -> str:
+    """The committed words of every paragraph on the page."""
+    return str(page.evaluate(COMMITTED_JS))
+
+
+def heard(text: str, sentences: list[str]) -> tuple[set[str], set[str]]:
+    """Words of 4+ letters of `sentences`, and those found in `text` (spaces ignored: the
+    model sometimes runs two words together)."""
+    words = {w for s in sentences for w in s.split() if len(w) >= 4}
+    squeezed = text.replace(" ", "")
+    return words, {w for w in words if w in squeezed}
+
+
+def wait_finals(page: Any, count: int, timeout: float = TIMEOUT_MS) -> None:
+    page.wait_for_function(f"() => window.captions.finals.length >= {count}", timeout=timeout)
+
+
+# ---- the page in Chromium ------------------------------------------------------------------
+
+
+def test_microphone_captions_commit_the_spoken_words_with_a_final_per_utterance_and_overlay(
+    browser: Any, page_server: ServerThread, shots: list[Path], tmp_path: Path
+) -> None:
+    url = page_server.http_url
+    page = open_page(browser, url, viewport={"width": 960, "height": 600})
+    # The overlay streams the same microphone at the same time (two streams, one server).
+    overlay = open_page(browser, url + "?overlay=1", viewport={"width": 1280, "height": 300})
+    page.get_by_role("button", name="Start microphone").click()
+    # The shot for the README: two utterances done, the third half committed, half tentative.
+    page.wait_for_function(
+        """() => { const open = document.querySelector('.utt.open');
+        const count = (el) => (el?.textContent.trim().split(' ') || []).filter(Boolean).length;
+        return window.captions.finals.length >= 2 && count(open?.children[1]) >= 2
+          && count(open?.children[2]) >= 2; }""",
+        timeout=TIMEOUT_MS,
+    )
+    page.wait_for_timeout(150)  # let the level meter's transition settle
+    screenshot(page, shots, tmp_path, "browser-captions.png")
+    wait_finals(page, len(SENTENCES))
+
+    finals = page.evaluate("() => window.captions.finals")
+    assert len(finals) == len(SENTENCES)
+    assert [f["utterance_id"] for f in finals] == list(range(len(SENTENCES)))
+    paragraphs = page.locator(".utt.final")
+    assert paragraphs.count() == len(SENTENCES)
+    for i, final in enumerate(finals):
+        # Thresholds well above what the model scores (test_bundled_model.py's reasoning).
+        assert cer(final["text"], SENTENCES[i]) <= 0.45, (final["text"], SENTENCES[i])
+        assert paragraphs.nth(i).locator("time").inner_text().startswith("0:")
+    text = committed_text(page)
+    words, found = heard(text, SENTENCES)
+    assert 2 * len(found) >= len(words), f"heard {sorted(found)} in {text!r}"
+    assert page.locator(".utt .tentative").all_inner_texts() == ["", "", ""]
+    # Screen readers get the committed words; the latency panel has numbers.
+    assert finals[-1]["words"][-1]["word"] in page.locator("#announce").inner_text()
+    assert int(page.locator("#lat-commit-n").inner_text()) >= len(words) // 2
+    assert page.locator("#lat-commit-p50").inner_text().isdigit()
+    assert page.evaluate("() => window.captions.input.sentRate") == 16000
+    assert page.errors == []
+
+    # The overlay: transparent, large type, the last two lines only, no controls.
+    wait_finals(overlay, len(SENTENCES))
+    assert overlay.evaluate("() => document.documentElement.classList.contains('overlay')")
+    style = overlay.evaluate(
+        """() => { const t = document.getElementById('transcript'); const s = getComputedStyle(t);
+        return { body: getComputedStyle(document.body).backgroundColor, html:
+        getComputedStyle(document.documentElement).backgroundColor, size: parseFloat(s.fontSize),
+        line: parseFloat(s.lineHeight), height: t.clientHeight, mic:
+        document.getElementById('mic').offsetParent === null }; }"""
+    )
+    assert style["body"] == style["html"] == "rgba(0, 0, 0, 0)"
+    assert style["size"] >= 40
+    assert style["height"] == pytest.approx(2 * style["line"], abs=2)  # two lines
+    assert style["mic"], "the controls are hidden in the overlay"
+    assert overlay.locator("#transcript").inner_text().strip()
+    screenshot(overlay, shots, tmp_path, "browser-overlay.png", omit_background=True)
+    assert overlay.errors == []
+    page.get_by_role("button", name="Stop microphone").click()
+    page.close()
+    overlay.close()
+
+
+def test_file_is_streamed_and_exports_match_the_terminal_clients_formats(
+    browser: Any, page_server: ServerThread, shots: list[Path], tmp_path: Path
+) -> None:
+    page = open_page(browser, page_server.http_url + "app/", viewport={"width": 390, "height": 760})
+    page.select_option("#speed", "4")
+    page.set_input_files("#file", str(DEMO_WAV))
+    wait_finals(page, len(SENTENCES))
+    page.wait_for_function("() => document.getElementById('state').dataset.state === 'idle'")
+    screenshot(page, shots, tmp_path, "browser-file-phone.png")
+    finals = page.evaluate("() => window.captions.finals")
+    words, found = heard(" ".join(f["text"] for f in finals), SENTENCES)
+    assert 2 * len(found) >= len(words), f"heard {sorted(found)}"
+
+    def download(fmt: str) -> str:
+        with page.expect_download() as info:
+            page.click(f"[data-format={fmt}]")
+        return Path(info.value.path()).read_text(encoding="utf-8")
+
+    # One stream from 0: the page's times are the server's.
+    assert download("srt") == to_srt(finals)
+    assert download("vtt") == to_vtt(finals)
+    expected_txt = "".join(
+        timestamp_prefix(f["start_ms"], f["end_ms"]) + sanitize(f["text"]) + "\n" for f in finals
+    )
+    assert download("txt") == expected_txt
+    # The formats' corners: a long utterance split at word times, "-->" and control characters.
+    words_long = [
+        {"word": w, "start_ms": 1000 + 300 * i, "end_ms": 1250 + 300 * i, "conf": 0.9}
+        for i, w in enumerate(LOREM)
+    ]
+    tricky = [
+        {
+            "text": " ".join(w["word"] for w in words_long),
+            "start_ms": 950,
+            "end_ms": 7200,
+            "words": words_long,
+        },
+        {"text": "tab\there\x07 bell", "start_ms": 3_723_456, "end_ms": 3_724_050, "words": []},
+    ]
+    exported = page.evaluate(
+        """async (finals) => { const m = await import(new URL('transcript.js', document.baseURI));
+        return [m.toSrt(finals), m.toVtt(finals), m.toTxt(finals)]; }""",
+        tricky,
+    )
+    assert exported[0] == to_srt(tricky)
+    assert exported[1] == to_vtt(tricky)
+    assert exported[2] == "".join(
+        timestamp_prefix(f["start_ms"], f["end_ms"]) + sanitize(str(f["text"])) + "\n"
+        for f in tricky
+    )
+    assert page.errors == []
+    page.close()
+
+
+def test_wrong_token_is_explained_and_the_right_one_connects(
+    browser: Any, bundled: LoadedModel, shots: list[Path], tmp_path: Path
+) -> None:
+    settings = config(auth_tokens=("open-sesame",), model=ModelConfig(name="tiny-en", warmup=False))
+    with ServerThread(settings, bundled) as server:
+        status, _ = http_get(server.http_url)  # the page itself needs no token
+        assert status == 200
+        page = open_page(browser, server.http_url + "?token=wrong")
+        page.click("#mic")
+        problem = page.locator("#problem")
+        problem.wait_for(state="visible", timeout=TIMEOUT_MS)
+        assert problem.get_attribute("data-kind") == "token"
+        assert "access token" in problem.inner_text()
+        assert page.locator("#state").get_attribute("data-state") == "failed"
+        screenshot(page, shots, tmp_path, "browser-wrong-token.png")
+        page.fill("#token", "open-sesame")
+        page.click("#mic")
+        page.wait_for_function("() => document.getElementById('state').dataset.state === 'live'")
+        assert problem.is_hidden()
+        page.close()
+
+
+def test_dropped_connection_and_stopped_server_are_explained_and_the_transcript_is_kept(
+    browser: Any, bundled: LoadedModel, shots: list[Path], tmp_path: Path
+) -> None:
+    settings = config(model=ModelConfig(name="tiny-en", warmup=False), shutdown_grace_s=2.0)
+    with ServerThread(settings, bundled) as server:
+        page = open_page(browser, server.http_url)
+        page.click("#mic")
+        # Mid-utterance (the second sentence has begun): the network drops the connection.
+        page.wait_for_function(
+            "() => window.captions.finals.length >= 1 && document.querySelector('.utt.open')"
+            "?.textContent.includes(' ')",
+            timeout=TIMEOUT_MS,
+        )
+        server.call(abort_connections(server))
+        problem = page.locator("#problem")
+        page.wait_for_function(
+            "() => window.captions.problems.some((p) => p.kind === 'dropped')", timeout=TIMEOUT_MS
+        )
+        # It reconnects by itself and the unfinished sentence is recognized again, once.
+        wait_finals(page, len(SENTENCES))
+        assert page.locator(".utt.interrupted").count() == 0
+        finals = page.evaluate("() => window.captions.finals")
+        assert cer(finals[1]["text"], SENTENCES[1]) <= 0.45, finals[1]["text"]
+        assert committed_text(page).count(finals[0]["text"]) == 1
+        starts = [p["start_ms"] for p in page.evaluate("() => window.captions.transcript.finals()")]
+        # One clock across streams: the third sentence starts at 8.08 s of the file.
+        assert starts == sorted(starts) and starts[-1] > 7000 + LEAD_S * 1000
+
+        # The server stops: the page says so, retries, and keeps every word it showed.
+        before = committed_text(page)
+        server.stop()
+        page.wait_for_function(
+            "() => window.captions.problems.some((p) => p.kind === 'unreachable')",
+            timeout=TIMEOUT_MS,
+        )
+        assert "Cannot reach the recognizer" in problem.inner_text()
+        assert page.locator("#state").get_attribute("data-state") == "retrying"
+        assert committed_text(page) == before
+        screenshot(page, shots, tmp_path, "browser-server-stopped.png")
+        page.close()
+
+
+async def abort_connections(server: ServerThread) -> None:
+    """Cut every websocket's TCP connection, as a network failure would (no close frame)."""
+    assert server.server is not None and server.server._ws is not None
+    for connection in list(server.server._ws.connections):
+        connection.transport.abort()
+
+
+def http_get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
