@@ -13,7 +13,9 @@ Wire format, little-endian, spoken only between processes of one server:
 
 * on connect the engine sends ``<I`` length + the pickled :class:`~streaming.model.ModelInfo`
   (pickle is safe here: the socket lives in a private 0700 folder of the supervisor);
-* request: ``<QI`` request id, sample count, then float32 samples;
+* request: ``<QI`` request id, sample count, then float32 samples; a count of
+  ``CANCEL`` instead withdraws that request (its session is gone): the engine drops the
+  window if it has not run it yet, and sends no reply;
 * reply: ``<QBHIHfffI`` request id, status, batch size, frame count (or error-message bytes),
   vocabulary size, model seconds of the batch, seconds queued + run, engine load, queue
   depth; then float32 log-probabilities (or the UTF-8 error message).
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import os
@@ -45,6 +48,7 @@ REPLY = struct.Struct("<QBHIHfffI")
 HELLO = struct.Struct("<I")
 OK, FAILED, CLOSED = 0, 1, 2
 MAX_WINDOW_SAMPLES = 120 * MODEL_SAMPLE_RATE  # far above any window; guards a broken peer
+CANCEL = 0xFFFF_FFFF  # the sample count of a request that withdraws an earlier one
 CONNECT_TIMEOUT_S = 30.0  # a worker waits this long for a restarting engine
 REPORT_S = 10.0  # how often the inference process logs its throughput
 
@@ -123,22 +127,27 @@ class EngineHost:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
-        answers: set[asyncio.Task[None]] = set()
+        answers: dict[int, asyncio.Task[None]] = {}
         try:
             writer.write(self._hello)
             while True:
                 request_id, count = REQUEST.unpack(await reader.readexactly(REQUEST.size))
+                if count == CANCEL:
+                    withdrawn = answers.get(request_id)
+                    if withdrawn is not None:
+                        withdrawn.cancel()
+                    continue
                 if count > MAX_WINDOW_SAMPLES:
                     log.error("a worker sent a %d-sample window; dropping its connection", count)
                     return
                 samples = np.frombuffer(await reader.readexactly(4 * count), dtype=np.float32)
                 task = asyncio.create_task(self._answer(request_id, samples, writer))
-                answers.add(task)
-                task.add_done_callback(answers.discard)
+                answers[request_id] = task
+                task.add_done_callback(functools.partial(_forget, answers, request_id))
         except (asyncio.IncompleteReadError, ConnectionError):
             pass  # the worker stopped or died; its windows are nobody's any more
         finally:
-            for task in answers:
+            for task in list(answers.values()):
                 task.cancel()
             self._writers.discard(writer)
             writer.close()
@@ -272,6 +281,10 @@ class SharedEngineClient:
             except ConnectionError as exc:
                 self._disconnect(_lost(exc))
                 raise _lost(exc) from exc
+            except asyncio.CancelledError:
+                if not writer.is_closing():  # withdraw it: the engine need not run it
+                    writer.write(REQUEST.pack(request_id, CANCEL))
+                raise
             finally:
                 self._pending.pop(request_id, None)
             self._stats.audio_samples += data.size
@@ -352,6 +365,10 @@ class SharedEngineClient:
             if not future.done():
                 future.set_exception(error)
         self._pending.clear()
+
+
+def _forget(answers: dict[int, asyncio.Task[None]], request_id: int, _: object) -> None:
+    answers.pop(request_id, None)
 
 
 def _settle(future: Future[np.ndarray], task: asyncio.Task[np.ndarray]) -> None:

@@ -121,22 +121,27 @@ async def test_windows_in_flight_when_the_engine_goes_away_fail_with_a_clear_err
     await client.stop()
 
 
-async def test_a_cancelled_window_is_abandoned_and_frees_its_place(
+async def test_a_cancelled_window_is_withdrawn_and_never_reaches_the_model(
     host: EngineHost, tiny_model: LoadedModel
 ) -> None:
     gated = GatedModel(tiny_model)
     host.engine.model = gated
-    client = SharedEngineClient(host.address, EngineConfig(max_queue=1))
+    client = SharedEngineClient(host.address)
     await client.start()
-    doomed = client.submit(window(0.5, 6))
-    while not host.engine.stats.gathers:  # the engine holds it
+    held = client.submit(window(0.5, 6))
+    while not host.engine.stats.gathers:  # the engine is running it, held at the gate
         await asyncio.sleep(0.01)
-    assert doomed.cancel()  # the client is gone
-    kept = client.submit(window(0.25, 7))  # gets the only place at once
+    doomed = client.submit(window(0.25, 7))
+    while not host.engine.queue_depth:  # queued behind it
+        await asyncio.sleep(0.01)
+    assert doomed.cancel()  # its session is gone
+    await asyncio.sleep(0.2)  # the withdrawal crosses the socket (same event loop)
     gated.gate.set()
-    output = await asyncio.wait_for(asyncio.wrap_future(kept), 10)
-    assert output.shape[1] == len(tiny_model.vocab.tokens)
-    assert client.stats.audio_samples == RATE // 4  # nothing of the abandoned window
+    await asyncio.wait_for(asyncio.wrap_future(held), 10)
+    kept = await asyncio.wait_for(infer(client, window(0.3, 8)), 10)
+    assert kept.shape[1] == len(tiny_model.vocab.tokens)
+    assert dict(host.engine.stats.window_lengths) == {RATE // 2: 1, 3 * RATE // 10: 1}
+    assert client.stats.audio_samples == RATE // 2 + 3 * RATE // 10
     await client.stop()
 
 
