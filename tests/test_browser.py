@@ -310,10 +310,14 @@ def test_file_is_streamed_and_exports_match_the_terminal_clients_formats(
     page.close()
 
 
-def test_wrong_token_is_explained_and_the_right_one_connects(
+def test_wrong_token_and_a_full_server_are_explained_and_the_page_recovers(
     browser: Any, bundled: LoadedModel, shots: list[Path], tmp_path: Path
 ) -> None:
-    settings = config(auth_tokens=("open-sesame",), model=ModelConfig(name="tiny-en", warmup=False))
+    settings = config(
+        auth_tokens=("open-sesame",),
+        max_sessions=1,
+        model=ModelConfig(name="tiny-en", warmup=False),
+    )
     with ServerThread(settings, bundled) as server:
         status, _ = http_get(server.http_url)  # the page itself needs no token
         assert status == 200
@@ -325,11 +329,39 @@ def test_wrong_token_is_explained_and_the_right_one_connects(
         assert "access token" in problem.inner_text()
         assert page.locator("#state").get_attribute("data-state") == "failed"
         screenshot(page, shots, tmp_path, "browser-wrong-token.png")
-        page.fill("#token", "open-sesame")
+        page.fill("#token", "open-sesame")  # the message opened the token field
         page.click("#mic")
         page.wait_for_function("() => document.getElementById('state').dataset.state === 'live'")
         assert problem.is_hidden()
+
+        # A second page finds the one session in use: it says so and waits its turn.
+        second = open_page(browser, server.http_url + "?token=open-sesame")
+        second.click("#mic")
+        second.wait_for_function(
+            "() => window.captions.problems.some((p) => p.kind === 'full')", timeout=TIMEOUT_MS
+        )
+        assert "server is full" in second.locator("#problem").inner_text()
+        assert "1 sessions in use" in second.locator("#problem").inner_text()
         page.close()
+        second.wait_for_function(
+            "() => document.getElementById('state').dataset.state === 'live'", timeout=TIMEOUT_MS
+        )
+        second.close()
+
+
+def test_missing_microphone_is_explained(browser: Any, page_server: ServerThread) -> None:
+    page = open_page(browser, page_server.http_url)
+    page.evaluate(
+        """() => { const select = document.getElementById('device');
+        select.append(new Option('unplugged', 'gone')); select.value = 'gone'; }"""
+    )
+    page.click("#mic")
+    problem = page.locator("#problem")
+    problem.wait_for(state="visible", timeout=TIMEOUT_MS)
+    assert problem.get_attribute("data-kind") == "no_mic"
+    assert "No microphone was found" in problem.inner_text()
+    assert page.get_by_role("button", name="Start microphone").is_visible()
+    page.close()
 
 
 def test_dropped_connection_and_stopped_server_are_explained_and_the_transcript_is_kept(
