@@ -10,7 +10,8 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 apt_packages=(python3 python3-venv python3-pip espeak-ng libportaudio2 libsndfile1
               pulseaudio pulseaudio-utils libasound2-plugins sox
-              libtcmalloc-minimal4)  # tcmalloc: CPU training (training/malloc.py)
+              libtcmalloc-minimal4  # tcmalloc: CPU training (training/malloc.py)
+              chromium)  # tests/test_browser.py: the captions page in headless Chromium
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
