@@ -35,9 +35,9 @@ def resolve_model(name: str) -> BenchModel:
 
     * ``tiny-en``: the bundled model; while it is not exported yet, a snapshot of the
       training checkpoint (``benchmarks/out/models/tiny-en-snapshot``, made by
-      ``python -m training.export --out …``) or, failing that, random weights in its shape
-      (speed only);
-    * ``tiny-en-random``: random weights in the bundled model's exact shape (speed only);
+      ``python -m training.export --out …``);
+    * ``tiny-en-random``: random weights in the bundled model's exact shape, read from its
+      ``config.json`` (speed only);
     * ``base-random`` / ``tiny-random``: random weights in wav2vec2-base's shape / the test
       suite's toy shape (speed only);
     * anything else: a folder or hub id, passed to ``from_pretrained`` unchanged.
@@ -55,7 +55,9 @@ def resolve_model(name: str) -> BenchModel:
                 "tiny-en-snapshot",
                 "bundled model not exported yet: a snapshot of the training checkpoint",
             )
-        return _random_model("tiny-en-random")
+        raise FileNotFoundError(
+            f"tiny-en: no bundled model and no snapshot in {snapshot} (see training/README.md)"
+        )
     if name in ("tiny-en-random", "base-random", "tiny-random"):
         return _random_model(name)
     return BenchModel(name, Path(name).name if Path(name).exists() else name)
