@@ -6,31 +6,21 @@ import itertools
 
 import numpy as np
 import pytest
-from audio_fixtures import RATE, synthesize, white_noise
+from audio_fixtures import RATE, silence, synthesize, white_noise
+from fakes import loud_detector
 
 from streaming.config import VadConfig
 from streaming.vad import SpeechAudio, SpeechStart, VadEvent, VadGate
 
 
-class LoudIsSpeech:
-    """Fake detector: a frame is speech when it is loud. Isolates the trigger logic."""
-
-    def is_speech(self, buf: bytes, sample_rate: int) -> bool:
-        samples = np.frombuffer(buf, dtype="<i2").astype(np.float32)
-        return float(np.abs(samples).mean()) > 1000
-
-
 def gate(**changes: object) -> VadGate:
-    return VadGate(VadConfig(**changes), lambda _mode: LoudIsSpeech())  # type: ignore[arg-type]
+    """A gate whose detector calls loud frames speech: isolates the trigger logic."""
+    return VadGate(VadConfig(**changes), loud_detector)  # type: ignore[arg-type]
 
 
 def tone(seconds: float) -> np.ndarray:
     t = np.arange(int(seconds * RATE)) / RATE
     return (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
-
-
-def silence(seconds: float) -> np.ndarray:
-    return np.zeros(int(seconds * RATE), dtype=np.float32)
 
 
 def run(g: VadGate, audio: np.ndarray, chunk: int = 1234) -> list[VadEvent]:
