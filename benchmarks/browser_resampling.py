@@ -67,7 +67,7 @@ def percentile(values: list[float], p: float) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
-    return ordered[max(1, int(np.ceil(p / 100 * len(ordered)))) - 1]
+    return round(ordered[max(1, int(np.ceil(p / 100 * len(ordered)))) - 1], 1)
 
 
 async def one_round(browser: Any, url: str, mode: str, seconds: float) -> dict[str, Any]:
