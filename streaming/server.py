@@ -1,4 +1,8 @@
-"""The websocket server: model + engine lifecycle, admission, HTTP endpoints, shutdown.
+"""The websocket server: model + engine lifecycle, the HTTP layer, connections, shutdown.
+
+Each request is routed (``streaming.routes``), then authorized (a token, when configured),
+then admitted (``streaming.admission``); an admitted websocket becomes an ``Endpoint``
+speaking the route's codec.
 
 Use it as an async context manager (tests bind port 0)::
 
@@ -9,12 +13,10 @@ Use it as an async context manager (tests bind port 0)::
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
@@ -22,27 +24,20 @@ from websockets.asyncio.server import Server as WsServer
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request, Response
 
-from . import compat
+from .admission import Admission, Decision
+from .codecs.base import HttpReply
 from .config import ServerConfig
-from .connection import ConnectionContext, Endpoint, StreamConnection
-from .engine import LOAD_WINDOW_S, Engine
+from .endpoint import Endpoint, StreamContext
+from .engine import Engine
 from .engines import LOCAL, build_engine, shared_engine_url
 from .metrics import Metrics
 from .model import LoadedModel, ModelInfo, resolve_model
 from .rescoring import FinalRescorer, build_rescorer
+from .routes import PageRoute, RouteTable, route_table
 from .security import presented_token, redacting_logger, server_tls_context, token_allowed
 from .session import Session
 
 log = logging.getLogger(__name__)
-
-EndpointFactory = Callable[[ConnectionContext], Endpoint]
-
-
-def endpoints(protocol: str = "native") -> dict[str, EndpointFactory]:
-    """URL path → protocol front end; ``protocol`` is what "/" speaks (stock Vosk and
-    WhisperLive clients connect to "/")."""
-    root = StreamConnection if protocol == "native" else compat.ROOT[protocol]
-    return {"/": root, "/v1/stream": StreamConnection, **compat.endpoints()}
 
 
 class Server:
@@ -71,7 +66,10 @@ class Server:
         self.rescorer = rescorer
         self._ws: WsServer | None = None
         self._connections: set[Endpoint] = set()
-        self._endpoints = endpoints(config.protocol)
+        self.routes: RouteTable = route_table(
+            self._health_page, self._metrics_page, protocol=config.protocol
+        )
+        self.admission = Admission(config)
         self.metrics = Metrics(worker)
         self._closing = False
         self.sessions_total = 0
@@ -168,73 +166,59 @@ class Server:
     def active_sessions(self) -> int:
         return len(self._connections)
 
-    # -- HTTP -----------------------------------------------------------------------
+    # -- HTTP: route → authorize → admit -----------------------------------------------
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        path = request.path.split("?", 1)[0]
-        if path == "/health":
-            return _json_response(connection, HTTPStatus.OK, self.health())
-        if path != "/metrics" and path not in self._endpoints:
-            return _json_response(
-                connection, HTTPStatus.NOT_FOUND, {"error": f"no endpoint at {path}"}
+        route = self.routes.match(request)
+        if route is None:
+            path = request.path.split("?", 1)[0]
+            return _respond(
+                connection,
+                HttpReply.json(HTTPStatus.NOT_FOUND, {"error": f"no endpoint at {path}"}),
             )
-        if self.config.auth_tokens and not token_allowed(
-            presented_token(request.path, request.headers), self.config.auth_tokens
-        ):
+        if not (isinstance(route, PageRoute) and route.public) and not self._authorized(request):
             self.metrics.rejected.labels("unauthorized").inc()
             log.warning("refused %s: missing or invalid token", _peer(connection))
-            response = _json_response(
-                connection, HTTPStatus.UNAUTHORIZED, {"error": "missing or invalid token"}
-            )
-            response.headers["WWW-Authenticate"] = "Bearer"
-            return response
-        if path == "/metrics":
-            self.metrics.queue_depth.set(self.engine.queue_depth if self.engine else 0)
-            self.metrics.engine_load.set(self.engine.load if self.engine else 0.0)
-            return _text_response(
-                connection, HTTPStatus.OK, self.metrics.render().decode(), self.metrics.content_type
-            )
-        refusal = compat.request_refusal(request.path)
+            return _respond(connection, UNAUTHORIZED)
+        if isinstance(route, PageRoute):
+            return _respond(connection, route.respond(request))
+        refusal = route.codec.handshake_refusal(request.path)
         if refusal is not None:  # a protocol's own handshake refusal (Deepgram: HTTP 400)
-            response = _json_response(connection, refusal.status, refusal.body)
-            for name, value in refusal.headers.items():
-                response.headers[name] = value
-            return response
-        if self._closing:
-            self.metrics.rejected.labels("shutting_down").inc()
-            return _json_response(
-                connection, HTTPStatus.SERVICE_UNAVAILABLE, {"error": "server shutting down"}
+            return _respond(connection, refusal)
+        decision = self._admit()
+        if decision.admitted:
+            return None
+        self.metrics.rejected.labels(decision.reason).inc()
+        if decision.reason == "shutting_down":
+            reply: HttpReply | None = HttpReply.json(
+                HTTPStatus.SERVICE_UNAVAILABLE, {"error": decision.message}
             )
-        refused = self._full_reason()
-        if refused is not None:
-            reason, message = refused
-            self.metrics.rejected.labels(reason).inc()
-            log.warning("refused %s: %s", _peer(connection), message)
-            if compat.answers_when_full(self._endpoints[path]):
-                return None  # answered with the protocol's own "full" message in _handle
-            return _json_response(connection, HTTPStatus.SERVICE_UNAVAILABLE, {"error": message})
-        return None
+        else:
+            log.warning("refused %s: %s", _peer(connection), decision.message)
+            reply = route.codec.full_reply(decision.message)
+        # None: accepted, and answered with the protocol's own "full" message in _handle.
+        return None if reply is None else _respond(connection, reply)
 
-    def _full_reason(self) -> tuple[str, str] | None:
-        """Why a new session would be refused now, or None: the session limit, an engine
-        so busy that one more stream would make every stream fall behind, or streams that
-        already have (the engine's busy fraction alone misses a CPU saturated elsewhere)."""
-        if len(self._connections) >= self.config.max_sessions:
-            return "full", f"server full: {self.config.max_sessions} sessions in use"
-        limit = self.config.max_engine_load
-        load = self.engine.load if self.engine is not None and limit < 1 else 0.0
-        if load >= limit:
-            return "overloaded", (
-                f"server overloaded: the model was busy {load:.0%} of the last "
-                f"{LOAD_WINDOW_S:.0f} s (limit {limit:.0%}); try again later"
-            )
-        behind = sum(1 for c in self._connections if c.driver.behind_real_time)
-        if behind:
-            return "overloaded", (
-                f"server overloaded: {behind} of {len(self._connections)} streams are more "
-                f"than {self.config.lag_warning_s:g} s behind real time; try again later"
-            )
-        return None
+    def _authorized(self, request: Request) -> bool:
+        tokens = self.config.auth_tokens
+        return not tokens or token_allowed(presented_token(request.path, request.headers), tokens)
+
+    def _admit(self, *, shutting_down: bool | None = None) -> Decision:
+        engine = self.engine
+        return self.admission.decide(
+            sessions=len(self._connections),
+            engine_load=lambda: engine.load if engine is not None else 0.0,
+            behind=(c.driver.behind_real_time for c in self._connections),
+            shutting_down=self._closing if shutting_down is None else shutting_down,
+        )
+
+    def _health_page(self, request: Request) -> HttpReply:
+        return HttpReply.json(HTTPStatus.OK, self.health())
+
+    def _metrics_page(self, request: Request) -> HttpReply:
+        self.metrics.queue_depth.set(self.engine.queue_depth if self.engine else 0)
+        self.metrics.engine_load.set(self.engine.load if self.engine else 0.0)
+        return HttpReply(HTTPStatus.OK, self.metrics.render().decode(), self.metrics.content_type)
 
     def health(self) -> dict[str, Any]:
         engine = self.engine
@@ -268,12 +252,13 @@ class Server:
             rescore_finals=self.rescorer is not None,
         )
         assert ws.request is not None
-        factory = self._endpoints[ws.request.path.split("?", 1)[0]]
-        if self._full_reason() is not None and compat.answers_when_full(factory):
-            await compat.answer_full(ws, self.config.idle_timeout_s)
+        route = self.routes.stream(ws.request.path)
+        decision = self._admit(shutting_down=False)
+        if not decision.admitted and route.codec.full_reply(decision.message) is None:
+            # Accepted only to answer "full" in the protocol (see _process_request).
+            await route.codec.answer_full(ws, self.config.idle_timeout_s)
             return
-        path = ws.request.path.split("?", 1)[0]
-        context = ConnectionContext(
+        context = StreamContext(
             ws,
             session,
             self.engine,
@@ -283,22 +268,22 @@ class Server:
             self.metrics,
             self.rescorer,
         )
-        connection = factory(context)
-        self._connections.add(connection)
+        endpoint = Endpoint(context, route.codec)
+        self._connections.add(endpoint)
         self.sessions_total += 1
-        self.metrics.sessions.labels(path).inc()
-        self.metrics.sessions_active.labels(path).inc()
+        self.metrics.sessions.labels(route.path).inc()
+        self.metrics.sessions_active.labels(route.path).inc()
         log.info(
             "session opened from %s on %s",
             _peer(ws),
-            path,
+            route.path,
             extra={"session": session_id},
         )
         try:
-            await connection.run()
+            await endpoint.run()
         finally:
-            self._connections.discard(connection)
-            self.metrics.sessions_active.labels(path).dec()
+            self._connections.discard(endpoint)
+            self.metrics.sessions_active.labels(route.path).dec()
 
 
 def server_url(config: ServerConfig, port: int) -> str:
@@ -308,18 +293,17 @@ def server_url(config: ServerConfig, port: int) -> str:
     return f"{scheme}://{host}:{port}/"
 
 
-def _json_response(
-    connection: ServerConnection, status: HTTPStatus, body: dict[str, Any]
-) -> Response:
-    return _text_response(connection, status, json.dumps(body) + "\n", "application/json")
+UNAUTHORIZED = HttpReply.json(
+    HTTPStatus.UNAUTHORIZED, {"error": "missing or invalid token"}, {"WWW-Authenticate": "Bearer"}
+)
 
 
-def _text_response(
-    connection: ServerConnection, status: HTTPStatus, text: str, content_type: str
-) -> Response:
-    response = connection.respond(status, text)
+def _respond(connection: ServerConnection, reply: HttpReply) -> Response:
+    response = connection.respond(reply.status, reply.body)
     del response.headers["Content-Type"]
-    response.headers["Content-Type"] = content_type
+    response.headers["Content-Type"] = reply.content_type
+    for name, value in reply.headers.items():
+        response.headers[name] = value
     return response
 
 

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from websockets.asyncio.client import connect
 from wsclient import of_type, stream_pcm
 
-from streaming import protocol
+from streaming.codecs import native_format as protocol
 from streaming.errors import StreamError
 from streaming.model import LoadedModel
 from streaming.server import Server

@@ -16,7 +16,7 @@ from compat_support import Recognizer, recognizer, running_server, speech, wav_b
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 
-from streaming.compat import vosk_format
+from streaming.codecs import vosk_format
 
 __all__ = ["recognizer", "speech"]  # pytest fixtures used by name
 

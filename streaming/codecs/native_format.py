@@ -1,4 +1,4 @@
-"""Native protocol, pure: parse client text frames, encode server messages (no I/O).
+"""Native protocol wire format, pure: parse client text frames, encode server messages (no I/O).
 
 See docs/protocol.md for the message reference.
 """
@@ -9,11 +9,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from . import PROTOCOL_VERSION
-from .audio import AudioFormat
-from .config import MODEL_SAMPLE_RATE
-from .errors import StreamError
-from .events import ErrorEvent, Event, Final, Lag, Partial, WordTiming
+from .. import PROTOCOL_VERSION
+from ..audio import AudioFormat
+from ..config import MODEL_SAMPLE_RATE
+from ..errors import StreamError
+from ..events import ErrorEvent, Event, Final, Lag, Partial, WordTiming
 
 
 @dataclass(frozen=True)
@@ -89,10 +89,6 @@ def _json_type(value: object) -> str:
 
 
 # -- server → client ----------------------------------------------------------------
-
-
-def encode(message: dict[str, Any]) -> str:
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
 
 
 def ready(session_id: str, model: str) -> dict[str, Any]:

@@ -11,14 +11,14 @@ import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import ClassVar
 
 from ..audio import AudioFormat
-from ..connection import ConnectionContext
 from ..errors import StreamError
 from ..events import ErrorEvent, Event, Final, Partial
 from . import deepgram_format as dg
-from .base import CompatConnection
-from .deepgram_params import ListenParams, ParamError, parse_params
+from .base import Codec, HttpReply, Stream, limit_text
+from .deepgram_params import ListenParams, ParamError, handshake_refusal, parse_params
 from .pcm import SampleAligner
 from .wav import WavError, WavStream
 
@@ -34,13 +34,16 @@ class _PendingUtteranceEnd:
     deadline_ms: int
 
 
-class DeepgramConnection(CompatConnection):
-    protocol = "deepgram"
+class DeepgramCodec(Codec):
+    name = "deepgram"
+    paths: ClassVar[tuple[str, ...]] = ("/v1/listen",)
 
-    def __init__(self, ctx: ConnectionContext) -> None:
-        super().__init__(ctx)
+    def __init__(self, stream: Stream) -> None:
+        super().__init__(stream)
         created = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-        self.info = dg.StreamInfo(str(uuid.uuid4()), ctx.model_name, created.replace("+00:00", "Z"))
+        self.info = dg.StreamInfo(
+            str(uuid.uuid4()), stream.model_name, created.replace("+00:00", "Z")
+        )
         self.params = ListenParams()
         self._wav: WavStream | None = None
         self._aligner = SampleAligner(2)
@@ -50,13 +53,18 @@ class DeepgramConnection(CompatConnection):
         self._speech_starts: dict[int, int] = {}
         self._pending_end: _PendingUtteranceEnd | None = None
 
-    async def on_open(self) -> bool:
-        assert self.ws.request is not None
-        query = self.ws.request.path.partition("?")[2]
+    @classmethod
+    def handshake_refusal(cls, path: str) -> HttpReply | None:
+        """Deepgram answers a bad query with HTTP 400 (so its SDK raises at connect time);
+        the codec still closes with 1008 if a handshake got past this."""
+        return handshake_refusal(path)
+
+    async def open(self) -> bool:
+        query = self.stream.request_path.partition("?")[2]
         try:
             self.params = parse_params(query)
         except ParamError as exc:
-            await self.refuse(POLICY, f"INVALID_QUERY_PARAMETER: {exc}")
+            await self.stream.refuse(POLICY, f"INVALID_QUERY_PARAMETER: {exc}")
             return False
         if self.params.ignored:
             self.log.info("deepgram parameters ignored: %s", ", ".join(self.params.ignored))
@@ -91,14 +99,14 @@ class DeepgramConnection(CompatConnection):
         try:
             control = dg.parse_control(text)
         except dg.ControlError as exc:
-            self.outbox.put(dg.error("SchemaError", str(exc), text[:200]))
+            self.stream.put(dg.error("SchemaError", str(exc), text[:200]))
             return
         if control.kind == "Finalize":
             self.driver.flush()
         elif control.kind == "CloseStream":
             self.driver.end("end")
         elif control.kind == "Configure":
-            self.outbox.put(dg.configure_reply(self.info, control))
+            self.stream.put(dg.configure_reply(self.info, control))
         # KeepAlive: receiving it already reset the idle timer
 
     def _audio(self, data: bytes) -> None:
@@ -116,7 +124,7 @@ class DeepgramConnection(CompatConnection):
         except (WavError, StreamError) as exc:
             reason = exc.message if isinstance(exc, StreamError) else str(exc)
             self.log.info("undecodable audio: %s", reason)
-            self.close_code, self.close_reason = POLICY, f"DATA-0000: {reason}"[:120]
+            self.stream.close_with(POLICY, f"DATA-0000: {reason}"[:120])
             self.driver.end("end")
 
     # -- VAD-derived messages -------------------------------------------------------
@@ -130,7 +138,7 @@ class DeepgramConnection(CompatConnection):
             start = max(0, self.session.audio_ms - onset)
             self._speech_starts[utterance_id] = start
             if self.params.vad_events:
-                self.outbox.put(dg.speech_started(start))
+                self.stream.put(dg.speech_started(start))
         self._opened = opened
         self._check_utterance_end(at_end=False)
 
@@ -146,7 +154,7 @@ class DeepgramConnection(CompatConnection):
             self._pending_end = None  # speech resumed within the gap
         elif at_end or next_start is not None or self.session.audio_ms >= known_silent:
             self._pending_end = None
-            self.outbox.put(dg.utterance_end(pending.last_word_end_ms))
+            self.stream.put(dg.utterance_end(pending.last_word_end_ms))
 
     # -- session events -------------------------------------------------------------
 
@@ -157,14 +165,14 @@ class DeepgramConnection(CompatConnection):
                     message = dg.results(
                         event, self.info, punctuated_words=self.params.punctuated_words
                     )
-                    self.outbox.put(message, ("interim", event.utterance_id))
+                    self.stream.put(message, ("interim", event.utterance_id))
             elif isinstance(event, Final):
                 self._final(event)
             elif isinstance(event, ErrorEvent):
-                self.outbox.put(dg.error("InferenceError", event.message))
+                self.stream.put(dg.error("InferenceError", event.message))
 
     def _final(self, final: Final) -> None:
-        self.outbox.put(
+        self.stream.put(
             dg.results(
                 final,
                 self.info,
@@ -185,13 +193,14 @@ class DeepgramConnection(CompatConnection):
 
     # -- endings --------------------------------------------------------------------
 
-    def on_limit(self, code: str, message: str) -> None:
+    def on_limit(self, code: str, limit_s: float) -> None:
+        message = limit_text(code, limit_s)
         if code == "idle_timeout":
-            self.close_code, self.close_reason = INTERNAL, f"NET-0001: {message}"
+            self.stream.close_with(INTERNAL, f"NET-0001: {message}")
         else:
-            self.close_code, self.close_reason = POLICY, f"{code}: {message}"
+            self.stream.close_with(POLICY, f"{code}: {message}")
 
     def on_finished(self) -> None:
         """After the last Results: the pending UtteranceEnd, then Metadata, then close."""
         self._check_utterance_end(at_end=True)
-        self.outbox.put(dg.metadata(self.info, self.session.audio_ms, self._sha256.hexdigest()))
+        self.stream.put(dg.metadata(self.info, self.session.audio_ms, self._sha256.hexdigest()))

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from typing import ClassVar
 
 from ..audio import AudioFormat
 from ..config import MODEL_SAMPLE_RATE
-from ..connection import ConnectionContext
 from ..errors import StreamError
 from ..events import ErrorEvent, Event, Final, Partial
 from . import vosk_format
-from .base import CompatConnection
+from .base import Codec, Stream
 from .pcm import SampleAligner
 
 UNSUPPORTED_DATA = 1003  # vosk-server has no error message; a close frame says why
@@ -27,11 +27,13 @@ REPLY_WAIT_S = 2.0  # longest a reply waits for inference to catch up (overload:
 POLL_S = 0.005
 
 
-class VoskConnection(CompatConnection):
-    protocol = "vosk"
+class VoskCodec(Codec):
+    name = "vosk"
+    paths: ClassVar[tuple[str, ...]] = ("/vosk",)
+    root = True
 
-    def __init__(self, ctx: ConnectionContext) -> None:
-        super().__init__(ctx)
+    def __init__(self, stream: Stream) -> None:
+        super().__init__(stream)
         self.options = vosk_format.VoskOptions()
         self._aligner = SampleAligner(2)
         self._partials: dict[int, str] = {}
@@ -46,7 +48,7 @@ class VoskConnection(CompatConnection):
         if isinstance(message, bytes):
             self._audio(message)
             await self._caught_up()
-            self.outbox.put(self._reply())
+            self.stream.put(self._reply())
             return
         try:
             command = vosk_format.parse_text(message)
@@ -58,7 +60,7 @@ class VoskConnection(CompatConnection):
                 self.driver.end("end")
         except vosk_format.VoskProtocolError as exc:
             self._refused = True
-            await self.refuse(UNSUPPORTED_DATA, str(exc))
+            await self.stream.refuse(UNSUPPORTED_DATA, str(exc))
 
     def _configure(self, command: vosk_format.Configure) -> None:
         """Config frames get no reply; vosk-server applies them until the first audio."""
@@ -103,7 +105,7 @@ class VoskConnection(CompatConnection):
         while self._finals_seen < target and not self.driver.done:
             self._final_arrived.clear()
             await self._final_arrived.wait()
-        self.outbox.put(self._take_all())
+        self.stream.put(self._take_all())
 
     def _reply(self) -> dict[str, object]:
         if self._finals:
@@ -133,4 +135,4 @@ class VoskConnection(CompatConnection):
     def on_finished(self) -> None:
         """The reply to eof (or the last word at a limit or shutdown): all finals, merged."""
         if not self._refused:
-            self.outbox.put(self._take_all())
+            self.stream.put(self._take_all())

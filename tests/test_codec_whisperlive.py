@@ -19,7 +19,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from streaming.compat import send_wait
+from streaming.codecs.whisperlive import send_wait
 
 __all__ = ["recognizer", "speech"]  # pytest fixtures used by name
 

@@ -10,29 +10,32 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Any
+from typing import Any, ClassVar
 
-from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from ..audio import AudioFormat
 from ..config import MODEL_SAMPLE_RATE
-from ..connection import ConnectionContext
 from ..errors import StreamError
 from ..events import ErrorEvent, Event, Final, Partial
 from . import whisperlive_format as wl
-from .base import CompatConnection, encode
+from .base import Codec, HttpReply, Socket, Stream, encode
 from .pcm import SampleAligner
 
 POLICY = 1008
 TRY_AGAIN_LATER = 1013
+# WhisperLive reports minutes until its oldest session times out; sessions here have no
+# wall-clock limit, so this is only a retry hint.
+WAIT_HINT_MINUTES = 1.0
 
 
-class WhisperLiveConnection(CompatConnection):
-    protocol = "whisperlive"
+class WhisperLiveCodec(Codec):
+    name = "whisperlive"
+    paths: ClassVar[tuple[str, ...]] = ("/whisperlive",)
+    root = True
 
-    def __init__(self, ctx: ConnectionContext) -> None:
-        super().__init__(ctx)
+    def __init__(self, stream: Stream) -> None:
+        super().__init__(stream)
         self.options = wl.Options(uid=None)
         self._aligner = SampleAligner(4)
         self._completed: deque[dict[str, Any]] = deque(maxlen=wl.DEFAULT_LAST_N_SEGMENTS)
@@ -40,23 +43,33 @@ class WhisperLiveConnection(CompatConnection):
         self._last_end_ms = 0
         self._live: tuple[int, dict[str, Any]] | None = None
 
-    async def on_open(self) -> bool:
+    @classmethod
+    def full_reply(cls, message: str) -> HttpReply | None:
+        """WhisperLive clients expect a ``WAIT`` message, not an HTTP 503, when the server
+        is full: the handshake is accepted and answered by ``answer_full``."""
+        return None
+
+    @classmethod
+    async def answer_full(cls, socket: Socket, timeout: float) -> None:
+        await send_wait(socket, wait_minutes=WAIT_HINT_MINUTES, timeout=timeout)
+
+    async def open(self) -> bool:
         try:
-            frame = await asyncio.wait_for(self.ws.recv(), self.config.idle_timeout_s)
+            frame = await self.stream.receive(self.config.idle_timeout_s)
         except asyncio.TimeoutError:
-            await self.refuse(POLICY, "no options frame")
+            await self.stream.refuse(POLICY, "no options frame")
             return False
         try:
             self.options = wl.parse_options(frame)
         except wl.OptionsError as exc:
-            await self.send_now(wl.status(exc.uid, "ERROR", str(exc)))
-            await self.refuse(POLICY, str(exc))
+            await self.stream.send_now(wl.status(exc.uid, "ERROR", str(exc)))
+            await self.stream.refuse(POLICY, str(exc))
             return False
         if self.session.ended:  # the server began shutting down meanwhile
             return False
         self._completed = deque(maxlen=self.options.send_last_n_segments)
         self.driver.begin(AudioFormat(MODEL_SAMPLE_RATE, "pcm_f32le"))
-        await self.send_now(wl.server_ready(self.options.uid))
+        await self.stream.send_now(wl.server_ready(self.options.uid))
         if self.options.translate:
             self._warn("translation is not supported here; transcribing instead")
         return True
@@ -78,7 +91,7 @@ class WhisperLiveConnection(CompatConnection):
 
     def _warn(self, text: str) -> None:
         self.log.info("warning to client: %s", text)
-        self.outbox.put(wl.status(self.options.uid, "WARNING", text))
+        self.stream.put(wl.status(self.options.uid, "WARNING", text))
 
     # -- session events -------------------------------------------------------------
 
@@ -121,20 +134,20 @@ class WhisperLiveConnection(CompatConnection):
         if segments:
             # A newer snapshot replaces an unsent one unless a segment was completed since.
             key = ("segments", self._completed_count)
-            self.outbox.put(wl.segments(self.options.uid, segments), key)
+            self.stream.put(wl.segments(self.options.uid, segments), key)
 
     # -- endings --------------------------------------------------------------------
 
-    def on_limit(self, code: str, message: str) -> None:
+    def on_limit(self, code: str, limit_s: float) -> None:
         """WhisperLive tells the client ``DISCONNECT`` at its limit, then closes normally."""
-        self.outbox.put(wl.disconnect(self.options.uid))
-        self.close_code, self.close_reason = 1000, code
+        self.stream.put(wl.disconnect(self.options.uid))
+        self.stream.close_with(1000, code)
 
     def on_shutdown(self) -> None:
-        self.outbox.put(wl.disconnect(self.options.uid))
+        self.stream.put(wl.disconnect(self.options.uid))
 
 
-async def send_wait(ws: ServerConnection, *, wait_minutes: float, timeout: float) -> None:
+async def send_wait(ws: Socket, *, wait_minutes: float, timeout: float) -> None:
     """Answer a client the server has no room for, as WhisperLive does: read its options
     frame, reply ``{"uid", "status": "WAIT", "message": minutes}`` and close."""
     uid: Any = None

@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from ..audio import AudioFormat
 from ..errors import StreamError
+from .base import HttpReply
 
 ENCODINGS = {"linear16": "pcm_s16le", "linear32": "pcm_f32le"}
 HONOURED = (
@@ -101,14 +101,7 @@ def _integer(name: str, value: str, minimum: int) -> int:
     return number
 
 
-@dataclass(frozen=True)
-class Refusal:
-    status: HTTPStatus
-    body: dict[str, Any]
-    headers: dict[str, str]
-
-
-def handshake_refusal(path: str) -> Refusal | None:
+def handshake_refusal(path: str) -> HttpReply | None:
     """What Deepgram answers a bad ``/v1/listen`` handshake with: HTTP 400 and why.
 
     Meant for the server's request hook, so the SDK raises at connect time as it does
@@ -119,7 +112,7 @@ def handshake_refusal(path: str) -> Refusal | None:
     except ParamError as exc:
         message = str(exc)
         body = {"err_code": "INVALID_QUERY_PARAMETER", "err_msg": message}
-        return Refusal(HTTPStatus.BAD_REQUEST, body, {"dg-error": message})
+        return HttpReply.json(HTTPStatus.BAD_REQUEST, body, {"dg-error": message})
     return None
 
 

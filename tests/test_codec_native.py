@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streaming import protocol
+from streaming.codecs import native_format as protocol
+from streaming.codecs.base import encode
 from streaming.errors import StreamError
 from streaming.events import Final, Partial, WordTiming
 
@@ -79,4 +80,4 @@ def test_events_encode_to_documented_shapes() -> None:
         "type", "utterance_id", "text", "start_ms", "end_ms", "audio_ms", "words", "reason",
     }  # fmt: skip
     assert "committed" not in final["words"][0]
-    json.loads(protocol.encode(final))
+    json.loads(encode(final))

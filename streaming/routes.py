@@ -1,0 +1,78 @@
+"""The server's URL routes: plain HTTP pages (answered at once) and websocket streams
+(answered by a protocol codec). ``Server`` matches a request here first, then authorizes
+it, then admits it (``streaming.admission``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from websockets.http11 import Request
+
+from .codecs import stream_paths
+from .codecs.base import Codec, HttpReply
+
+
+@dataclass(frozen=True)
+class PageRoute:
+    """A plain HTTP GET answered by ``respond``.
+
+    ``public``: served without a token (health checks). ``plain_only``: only for requests
+    that are not websocket upgrades, so a page can share a path with a stream (a browser
+    page on "/" while clients stream to "/").
+    """
+
+    path: str
+    respond: Callable[[Request], HttpReply]
+    public: bool = False
+    plain_only: bool = False
+
+
+@dataclass(frozen=True)
+class StreamRoute:
+    """A websocket path and the codec that speaks on it."""
+
+    path: str
+    codec: type[Codec]
+
+
+Route = PageRoute | StreamRoute
+
+
+class RouteTable:
+    """Pages first, then streams; a path in neither is a 404."""
+
+    def __init__(self, pages: Sequence[PageRoute], streams: Mapping[str, type[Codec]]) -> None:
+        self.pages = tuple(pages)
+        self.streams = {path: StreamRoute(path, codec) for path, codec in streams.items()}
+
+    def match(self, request: Request) -> Route | None:
+        path = request.path.split("?", 1)[0]
+        upgrade = "websocket" in request.headers.get("Upgrade", "").lower()
+        for page in self.pages:
+            if page.path == path and not (page.plain_only and upgrade):
+                return page
+        return self.streams.get(path)
+
+    def stream(self, path: str) -> StreamRoute:
+        """The stream route of an accepted websocket (``path`` may have a query)."""
+        return self.streams[path.split("?", 1)[0]]
+
+
+def route_table(
+    health: Callable[[Request], HttpReply],
+    metrics: Callable[[Request], HttpReply],
+    *,
+    protocol: str = "native",
+) -> RouteTable:
+    """Every route the server answers; ``protocol`` is what "/" speaks.
+
+    A plain-HTTP page is one more ``PageRoute`` in ``pages`` (a browser page at "/" takes
+    ``plain_only=True`` so websocket clients on "/" still reach the stream).
+    """
+    pages = [
+        PageRoute("/health", health, public=True),
+        PageRoute("/metrics", metrics),
+    ]
+    return RouteTable(pages, stream_paths(protocol))
