@@ -134,6 +134,21 @@ def two_sentences() -> bytes:
 
 
 @pytest.fixture(scope="module")
+def in_the_pause() -> int:
+    """A byte offset into ``two_sentences`` past the first utterance's end (hangover
+    included) and before the second sentence."""
+    samples = int(0.5 * RATE) + synthesize("hello world").size + int(0.9 * RATE)
+    return 2 * (samples // (LIVE // 2)) * (LIVE // 2)
+
+
+async def feed_live(driver: SessionDriver, pcm: bytes) -> None:
+    """``pcm`` in 20 ms frames, letting the driver run between them."""
+    for frame in frames(pcm, LIVE):
+        driver.feed(frame)
+        await asyncio.sleep(0)
+
+
+@pytest.fixture(scope="module")
 def long_sentence() -> bytes:
     """3.2 s of speech without a pause, then silence."""
     speech = synthesize("the quick brown fox jumps over the lazy dog")
@@ -237,9 +252,7 @@ async def test_an_engine_failure_becomes_an_error_event_and_the_stream_goes_on(
     engine = HeldEngine(hold=False)
     engine.failures.append(failure)
     driver, events = build(engine)
-    for frame in frames(two_sentences, LIVE):
-        driver.feed(frame)
-        await asyncio.sleep(0)
+    await feed_live(driver, two_sentences)
     driver.end()
     await asyncio.wait_for(driver.finished(), 10)
     [error] = [e for e in events if isinstance(e, ErrorEvent)]
@@ -306,25 +319,18 @@ async def test_aclose_cancels_the_window_in_flight_and_leaves_no_task(
 
 
 async def test_events_behind_a_final_in_lm_decoding_wait_for_it(
-    build: Build, two_sentences: bytes
+    build: Build, two_sentences: bytes, in_the_pause: int
 ) -> None:
     decoder = GatedDecoder()
     rescorer = FinalRescorer(decoder)
     engine = HeldEngine(hold=False)
     driver, events = build(engine, rescorer=rescorer)
     try:
-        pcm = frames(two_sentences, LIVE)
-        sent = 0
-        while not decoder.started.is_set():
-            driver.feed(pcm[sent])
-            sent += 1
-            await asyncio.sleep(0)
-        await settle()
+        await feed_live(driver, two_sentences[:in_the_pause])
+        assert await asyncio.to_thread(decoder.started.wait, 10), "final 0 never went to the LM"
         held_from = len(engine.submitted)
         seen = len(events)
-        for frame in pcm[sent:]:
-            driver.feed(frame)
-            await asyncio.sleep(0)
+        await feed_live(driver, two_sentences[in_the_pause:])
         await settle()
         # Utterance 1 is open and its windows ran, but its events wait behind final 0.
         assert driver.session.utterances_opened == 2
@@ -338,26 +344,22 @@ async def test_events_behind_a_final_in_lm_decoding_wait_for_it(
         decoder.gate.set()
         rescorer.close()
     order = [(type(e).__name__, getattr(e, "utterance_id", None)) for e in events]
-    first_final = order.index(("Final", 0))
-    assert order[seen] == ("Final", 0) and first_final == seen
-    assert ("Partial", 1) in order[first_final + 1 :]
+    assert order[seen] == ("Final", 0), "final 0 is the first event let through"
+    assert ("Partial", 1) in order[seen + 1 :]
     assert [(f.utterance_id, f.text) for f in finals(events)] == [(0, "rescored"), (1, "rescored")]
     ids = [u for _, u in order if u is not None]
     assert ids == sorted(ids)
 
 
 async def test_aclose_during_lm_decoding_cancels_the_pending_final_and_leaves_no_task(
-    build: Build, two_sentences: bytes
+    build: Build, two_sentences: bytes, in_the_pause: int
 ) -> None:
     decoder = GatedDecoder()
     rescorer = FinalRescorer(decoder)
     driver, events = build(HeldEngine(hold=False), rescorer=rescorer)
     try:
-        for frame in frames(two_sentences, LIVE):
-            driver.feed(frame)
-            await asyncio.sleep(0)
-            if decoder.started.is_set():
-                break
+        await feed_live(driver, two_sentences[:in_the_pause])
+        assert await asyncio.to_thread(decoder.started.wait, 10), "final 0 never went to the LM"
         await close(driver)
         assert asyncio.all_tasks() == {asyncio.current_task()}
         assert finals(events) == []
