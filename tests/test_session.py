@@ -481,6 +481,16 @@ def final_of(event: SessionEvent) -> Final | None:
     return event if isinstance(event, Final) else None
 
 
+def test_the_streams_of_the_invariant_tests_commit_many_words_before_their_finals(
+    clips: list[np.ndarray], tiny_model: LoadedModel
+) -> None:
+    # Guards the tests below: without early commits "never shrinks" would hold trivially.
+    plain = Scenario([(2, 1.0)], 20, 1, frozenset(), frozenset(), 1.0, False, 30.0)
+    run = play(plain, clips, tiny_model)
+    counts = [len(e.committed.split()) for e in run.events if isinstance(e, Partial)]
+    assert max(counts) >= 5 and len(set(counts)) >= 3
+
+
 @settings(max_examples=20, deadline=None)
 @given(scenario=scenarios)
 def test_committed_text_never_shrinks_and_the_final_starts_with_it(
