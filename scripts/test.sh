@@ -8,6 +8,12 @@ bash scripts/setup.sh test
 # rest of the suite (and mypy's numpy stubs) use, so it goes in without its pins.
 .venv/bin/python -m pip install -q kenlm pygtrie
 .venv/bin/python -m pip install -q --no-deps pyctcdecode
+# The Triton tier (extra "triton-server"), so tests/test_triton.py starts a real Triton on the
+# CPU: ~100 MB of wheels, ~15 s. PyTriton declares numpy<2; the launcher gives Triton's stub
+# its own numpy 1 (streaming/triton_server.py), so PyTriton goes in without its pins.
+.venv/bin/python -m pip install -q "tritonclient[grpc,http]" protobuf pyzmq sh wrapt \
+  typing_inspect typer importlib_metadata
+.venv/bin/python -m pip install -q --no-deps nvidia-pytriton
 bash scripts/virtual-mic.sh || echo "warning: virtual microphone unavailable; microphone test will report why"
 .venv/bin/ruff check .
 # Import contracts of pyproject.toml [tool.importlinter]: layers, independence, no cycles.
