@@ -271,7 +271,7 @@ def serve(args: argparse.Namespace) -> None:
         from pytriton.triton import Triton, TritonConfig
     except ImportError as exc:
         raise ModelLoadError(
-            "serving from Triton needs PyTriton: pip install 'wav2vec2-streaming[triton]'"
+            "serving from Triton needs PyTriton: pip install 'wav2vec2-streaming[triton-server]'"
         ) from exc
 
     os.environ["LD_LIBRARY_PATH"] = python_library_path()
