@@ -54,8 +54,8 @@ def simulate_session(
     ``decode_words``) decodes the finals as the server's ``--lm`` does.
     """
     from client.latency import LatencyTracker, SendLog
+    from streaming.codecs.native_format import event_message
     from streaming.config import VadConfig
-    from streaming.protocol import event_message
     from streaming.session import PendingFinal, Session
 
     session = Session(
