@@ -11,9 +11,14 @@ from typing import Any
 import numpy as np
 import pytest
 from audio_fixtures import RATE, Segment, to_s16
+from codec_harness import Harness
 from compat_support import Recognizer, recognizer, running_server, speech, spoken, wav_bytes
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from streaming.audio import AudioFormat
+from streaming.codecs import DeepgramCodec
+from streaming.events import Final, Partial, WordTiming
 
 __all__ = ["recognizer", "speech", "spoken"]  # pytest fixtures used by name
 
@@ -249,3 +254,72 @@ async def test_server_shutdown_sends_finals_and_metadata_then_1001(
     assert [m["type"] for m in messages] == ["Results", "Metadata"]
     assert messages[0]["is_final"] and messages[0]["speech_final"]
     assert ws.close_code == 1001
+
+
+# -- the codec, fed without a socket ---------------------------------------------------
+
+
+async def test_deepgram_codec_reads_its_parameters_and_control_messages() -> None:
+    h = Harness(DeepgramCodec, path="/v1/listen?encoding=linear16&sample_rate=8000&model=x")
+    assert await h.codec.open()
+    assert h.session.format == AudioFormat(8000, "pcm_s16le")
+    await h.codec.on_message(b"\0" * 1601)  # half a sample waits for the next frame
+    assert h.session.audio_ms == 100
+    await h.codec.on_message('{"type": "KeepAlive"}')
+    await h.codec.on_message('{"type": "Configure", "processors": {}}')
+    await h.codec.on_message('{"type": "Dance"}')
+    configured, error = h.take()
+    assert configured["type"] == "ConfigureSuccess"
+    assert error == {
+        "type": "Error",
+        "variant": "SchemaError",
+        "description": "expected a message of type KeepAlive, Finalize, CloseStream, Configure",
+        "message": '{"type": "Dance"}',
+    }
+    await h.codec.on_message('{"type": "CloseStream"}')
+    assert h.session.ended
+    h.codec.on_finished()
+    (metadata,) = h.take()
+    assert metadata["type"] == "Metadata" and metadata["duration"] == 0.1
+    assert metadata["sha256"] == hashlib.sha256(b"\0" * 1601).hexdigest()
+
+
+async def test_deepgram_codec_refuses_bad_parameters_before_and_after_the_handshake() -> None:
+    refusal = DeepgramCodec.handshake_refusal("/v1/listen?encoding=opus&sample_rate=8000")
+    assert refusal is not None and refusal.status == 400
+    assert json.loads(refusal.body)["err_code"] == "INVALID_QUERY_PARAMETER"
+    assert refusal.headers["dg-error"] == json.loads(refusal.body)["err_msg"]
+    assert DeepgramCodec.handshake_refusal("/v1/listen?encoding=linear16&sample_rate=8000") is None
+    h = Harness(DeepgramCodec, path="/v1/listen?channels=2")
+    assert not await h.codec.open()
+    assert h.refused is not None and h.refused[0] == 1008
+    assert h.refused[1].startswith("INVALID_QUERY_PARAMETER: only mono")
+
+
+async def test_deepgram_codec_undecodable_audio_ends_the_stream_with_data_0000() -> None:
+    h = Harness(DeepgramCodec, path="/v1/listen")
+    assert await h.codec.open()
+    await h.codec.on_message(b"this is not a wav file at all")
+    assert h.session.ended
+    assert h.close[0] == 1008 and h.close[1].startswith("DATA-0000: audio is not WAV")
+
+
+async def test_deepgram_codec_interim_results_are_keyed_finals_are_not() -> None:
+    query = "/v1/listen?encoding=linear16&sample_rate=16000&interim_results=true"
+    h = Harness(DeepgramCodec, path=query)
+    await h.codec.open()
+    word = WordTiming("hi", 0, 100, 0.9, True)
+    h.codec.on_events([Partial(2, "hi", "", 0, 100, (word,))])
+    h.codec.on_events([Final(2, "hi", 0, 100, 200, (word,), "flush")])
+    (interim, interim_key), (final, final_key) = h.queued
+    assert interim_key == ("interim", 2) and not interim["is_final"]
+    assert final_key is None and final["is_final"] and final["from_finalize"]
+
+
+def test_deepgram_codec_limits_close_with_deepgrams_codes() -> None:
+    h = Harness(DeepgramCodec)
+    h.codec.on_limit("idle_timeout", 10.0)
+    assert h.close == (1011, "NET-0001: nothing received for 10 s")
+    h.codec.on_limit("session_too_long", 60.0)
+    assert h.close == (1008, "session_too_long: stream longer than 60 s")
+    assert DeepgramCodec.paths == ("/v1/listen",) and not DeepgramCodec.root

@@ -1,8 +1,7 @@
-"""The compatible protocols' (Vosk, WhisperLive, Deepgram) pure parts: frame parsing, message wording, helpers."""
+"""Vosk, WhisperLive and Deepgram pure parts: frame parsing, message wording, helpers."""
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import struct

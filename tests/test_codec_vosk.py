@@ -12,11 +12,14 @@ import numpy as np
 import pytest
 import soxr
 from audio_fixtures import RATE, to_s16
+from codec_harness import Harness
 from compat_support import Recognizer, recognizer, running_server, speech, wav_bytes
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 
-from streaming.codecs import vosk_format
+from streaming.audio import AudioFormat
+from streaming.codecs import VoskCodec, vosk_format
+from streaming.events import Final, Partial, WordTiming
 
 __all__ = ["recognizer", "speech"]  # pytest fixtures used by name
 
@@ -202,3 +205,52 @@ async def test_server_shutdown_sends_the_last_result_then_1001(
             await ws.recv()
     assert last["text"] and last["result"]
     assert ws.close_code == 1001
+
+
+# -- the codec, fed without a socket ---------------------------------------------------
+
+
+async def test_vosk_codec_answers_each_audio_frame_with_one_reply() -> None:
+    h = Harness(VoskCodec, path="/vosk")
+    await h.codec.on_message('{"config": {"sample_rate": 16000}}')
+    assert h.take() == []  # config frames get no reply
+    await h.codec.on_message(b"\0" * 3201)  # half a sample waits for the next frame
+    assert h.take() == [{"partial": ""}]
+    assert h.session.format == AudioFormat(16000, "pcm_s16le") and h.session.audio_ms == 100
+    word = WordTiming("hi", 0, 100, 0.9, True)
+    h.codec.on_events([Partial(0, "hi", "", 0, 100, (word,))])
+    await h.codec.on_message(b"\0")
+    assert h.take() == [{"partial": "hi"}]
+    h.codec.on_events([Final(0, "hi", 0, 100, 200, (word,), "vad")])
+    await h.codec.on_message(b"\0" * 2)
+    (reply,) = h.take()
+    assert reply["text"] == "hi" and reply["result"][0]["word"] == "hi"
+
+
+async def test_vosk_codec_eof_ends_and_the_last_reply_merges_every_final() -> None:
+    h = Harness(VoskCodec)
+    await h.codec.on_message(b"\0" * 1600)
+    h.take()
+    await h.codec.on_message('{"eof" : 1}')
+    assert h.session.ended
+    h.codec.on_events(
+        [Final(0, "one", 0, 10, 20, (), "end"), Final(1, "two", 30, 40, 50, (), "end")]
+    )
+    h.codec.on_finished()
+    assert h.take()[-1]["text"] == "one two"
+
+
+async def test_vosk_codec_refuses_a_bad_text_frame_with_1003() -> None:
+    h = Harness(VoskCodec)
+    await h.codec.on_message("hello")
+    assert h.refused == (1003, "text frame is not JSON; expected config, eof or reset")
+    h.codec.on_finished()
+    assert h.take() == []  # a refused stream gets no last result
+
+
+def test_vosk_codec_declarations() -> None:
+    assert VoskCodec.paths == ("/vosk",) and VoskCodec.root
+    assert not VoskCodec.answers_after_end
+    assert not VoskCodec.supports_resume and not VoskCodec.supports_hotwords
+    full = VoskCodec.full_reply("full")
+    assert full is not None and full.status == 503

@@ -14,12 +14,16 @@ from typing import Any
 import numpy as np
 import pytest
 from audio_fixtures import RATE
+from codec_harness import Harness, RecordingSocket
 from compat_support import Recognizer, recognizer, running_server, speech, wav_bytes
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from streaming.audio import AudioFormat
+from streaming.codecs import WhisperLiveCodec
 from streaming.codecs.whisperlive import send_wait
+from streaming.events import Final, Partial
 
 __all__ = ["recognizer", "speech"]  # pytest fixtures used by name
 
@@ -214,3 +218,68 @@ async def test_full_server_on_whisperlive_path(recognizer: Recognizer) -> None:
                 pytest.skip("server's full-server hook for WhisperLive not wired yet (HTTP 503)")
     assert wait == {"uid": "second", "status": "WAIT", "message": 1.0}
     assert second.close_code == 1013
+
+
+# -- the codec, fed without a socket ---------------------------------------------------
+
+
+async def test_whisperlive_codec_handshake_reads_options_and_answers_server_ready() -> None:
+    h = Harness(WhisperLiveCodec, frames=[options("abc")])
+    assert await h.codec.open()
+    assert h.sent_now == [{"uid": "abc", "message": "SERVER_READY", "backend": "faster_whisper"}]
+    assert h.session.format == AudioFormat(16000, "pcm_f32le")
+    await h.codec.on_message("hello")
+    (warning,) = h.take()
+    assert warning["status"] == "WARNING" and warning["uid"] == "abc"
+    await h.codec.on_message(b"\0" * 6402)  # half a float sample waits
+    assert h.session.audio_ms == 100
+    await h.codec.on_message(b"END_OF_AUDIO")
+    assert h.session.ended
+
+
+async def test_whisperlive_codec_refuses_bad_options_and_a_silent_client() -> None:
+    h = Harness(WhisperLiveCodec, frames=['{"language": "en"}'])
+    assert not await h.codec.open()
+    assert h.sent_now == [
+        {"uid": None, "status": "ERROR", "message": 'options need a "uid" (string)'}
+    ]
+    assert h.refused == (1008, 'options need a "uid" (string)')
+    silent = Harness(WhisperLiveCodec)
+    assert not await silent.codec.open()
+    assert silent.refused == (1008, "no options frame")
+
+
+async def test_whisperlive_codec_sends_snapshots_keyed_until_a_segment_completes() -> None:
+    h = Harness(WhisperLiveCodec, frames=[options("s")])
+    await h.codec.open()
+    h.codec.on_events([Partial(0, "", "hel", 0, 300, ()), Partial(0, "", "hello", 0, 500, ())])
+    first, second = h.queued
+    assert first[1] == second[1] == ("segments", 0)  # the second may replace the first
+    assert second[0]["segments"] == [
+        {"start": "0.000", "end": "0.500", "text": " hello", "completed": False}
+    ]
+    h.queued.clear()
+    h.codec.on_events([Final(0, "hello", 0, 600, 700, (), "vad")])
+    (completed, key) = h.queued[-1]
+    assert key == ("segments", 1)
+    assert completed["segments"] == [
+        {"start": "0.000", "end": "0.600", "text": " hello", "completed": True}
+    ]
+
+
+def test_whisperlive_codec_limit_says_disconnect_and_closes_normally() -> None:
+    h = Harness(WhisperLiveCodec)
+    h.codec.on_limit("session_too_long", 10.0)
+    assert h.messages == [{"uid": None, "message": "DISCONNECT"}]
+    assert h.close == (1000, "session_too_long")
+
+
+async def test_whisperlive_codec_declares_an_in_protocol_full_answer() -> None:
+    assert WhisperLiveCodec.paths == ("/whisperlive",) and WhisperLiveCodec.root
+    assert WhisperLiveCodec.full_reply("server full") is None
+    socket = RecordingSocket([options("late")])
+    await WhisperLiveCodec.answer_full(socket, timeout=1.0)
+    assert [json.loads(m) for m in socket.sent] == [
+        {"uid": "late", "status": "WAIT", "message": 1.0}
+    ]
+    assert socket.closed == (1013, "server full")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import os
 import re
@@ -71,8 +72,6 @@ def s16_to_f32(pcm: bytes) -> bytes:
 
 def wav_file(pcm: bytes, rate: int = 16000) -> bytes:
     """A 16-bit mono WAV file with a 44-byte header."""
-    import io
-
     out = io.BytesIO()
     with wave.open(out, "wb") as wav:
         wav.setnchannels(1)
@@ -134,19 +133,17 @@ class Wire:
 
     async def wait_messages(self, count: int) -> None:
         """Until at least ``count`` messages have arrived."""
-        async with asyncio.timeout(SETTLE_TIMEOUT_S):
-            while len(self.received) < count:
-                await asyncio.sleep(0.002)
+        await until(lambda: len(self.received) >= count)
 
     async def settle(self) -> None:
         """Until the server session took every audio frame sent, has no window due or in
         flight, and its outbox is empty (everything was handed to the socket)."""
-        async with asyncio.timeout(SETTLE_TIMEOUT_S):
-            while not self._settled():
-                await asyncio.sleep(0.002)
+        await until(self._settled)
         await asyncio.sleep(0.01)  # let the sent messages arrive before the next frame
 
     def _settled(self) -> bool:
+        # Reads the driver's private work flag: it is cleared only when the inference loop
+        # found no window due with none in flight, which is exactly "nothing left to do".
         endpoints = list(self.server._connections)
         if not endpoints:
             return self._seen  # the server already closed the stream
@@ -175,6 +172,15 @@ class Wire:
         """The client closes (normally) and the transcript ends."""
         await self.ws.close()
         return await self.finish()
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Poll ``condition`` (the server runs in this event loop) until true, or fail."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + SETTLE_TIMEOUT_S
+    while not condition():
+        assert loop.time() < deadline, "the server did not settle in time"
+        await asyncio.sleep(0.002)
 
 
 @asynccontextmanager
@@ -419,9 +425,7 @@ async def whisperlive_full(server: Server) -> list[Entry]:
             await c.send_json({"uid": "golden-4"})
             waited = await c.finish()
         native = await handshake_refused(server, "/v1/stream")
-        deepgram = await handshake_refused(
-            server, "/v1/listen?encoding=linear16&sample_rate=16000"
-        )
+        deepgram = await handshake_refused(server, "/v1/listen?encoding=linear16&sample_rate=16000")
         await holder.send_json({"type": "end"})
         held = await holder.finish()
     return [
