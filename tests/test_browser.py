@@ -351,6 +351,7 @@ def test_wrong_token_and_a_full_server_are_explained_and_the_page_recovers(
 
 def test_missing_microphone_is_explained(browser: Any, page_server: ServerThread) -> None:
     page = open_page(browser, page_server.http_url)
+    page.wait_for_function("() => window.captions.devicesListed")
     page.evaluate(
         """() => { const select = document.getElementById('device');
         select.append(new Option('unplugged', 'gone')); select.value = 'gone'; }"""

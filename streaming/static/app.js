@@ -18,6 +18,9 @@ const transcript = new Transcript();
 const view = { nodes: new Map(), stick: true };
 let stream = null;
 let source = null;
+let clockMs = 0; // the page's clock: each new source continues where the last one ended
+let streams = 0;
+const allStreams = []; // the latency panel counts every stream of the page
 let lastSpeechAt = -Infinity;
 
 // The page's state, readable by tests and by anyone in the console.
@@ -109,8 +112,7 @@ function announce(words) {
 }
 
 function showLatency() {
-  if (!stream) return;
-  const s = summarize(stream.trackers);
+  const s = summarize(allStreams.flatMap((one) => one.trackers));
   for (const kind of ["partial", "commit", "final"]) {
     $(`lat-${kind}-n`).textContent = s[kind].count;
     $(`lat-${kind}-p50`).textContent = s[kind].p50 === null ? "–" : Math.round(s[kind].p50);
@@ -133,12 +135,12 @@ function showLevel(rms) {
 
 // ---- the stream --------------------------------------------------------------------------
 
-function onMessage(msg) {
+function onMessage(msg, context) {
   window.captions.messages += 1;
   let change = null;
-  if (msg.type === "partial") change = transcript.onPartial(msg);
+  if (msg.type === "partial") change = transcript.onPartial(msg, context);
   else if (msg.type === "final") {
-    change = transcript.onFinal(msg);
+    change = transcript.onFinal(msg, context);
     window.captions.finals.push(msg);
   } else if (msg.type === "error") {
     showProblem(`server_${msg.code}`, `Server: ${msg.message}`, msg.fatal ? "" : "The stream goes on.");
@@ -155,14 +157,18 @@ function onMessage(msg) {
 }
 
 function openStream(rate, onDone) {
+  if (stream) clockMs = Math.max(clockMs, stream.endMs);
+  streams += 1;
   const s = new Stream({
+    id: streams,
     baseURI: document.baseURI,
     token: $("token").value.trim(),
     rate,
+    offsetMs: clockMs,
     hooks: {
-      onStream: (offsetMs) => transcript.beginStream(offsetMs),
       onMessage,
       onState: (state, detail) => {
+        if (stream !== s) return; // an older stream finishing while a new one runs
         if (state === "connecting") setState("connecting", "Connecting…");
         if (state === "live") {
           setState("live", "Live");
@@ -173,20 +179,22 @@ function openStream(rate, onDone) {
         if (state === "failed") setState("failed", "Stopped");
       },
       onProblem: (kind, message, action, retryIn) => {
+        if (stream !== s) return;
         showProblem(kind, message, retryIn ? `${action} Retrying in ${retryIn} s.` : action);
         if (kind === "token") {
           $("token-details").open = true;
           $("token").select();
         }
       },
-      onInterrupted: (willReplay) => {
-        const p = transcript.interrupt(willReplay);
+      onInterrupted: (key, willReplay) => {
+        const p = transcript.interrupt(key, willReplay);
         if (p) render(p);
       },
       onDone,
     },
   });
   stream = s;
+  allStreams.push(s);
   s.start();
   return s;
 }
@@ -223,6 +231,11 @@ async function startMic() {
     showProblem(problem.kind || "mic_error", problem.message || String(problem), problem.action || "");
     return;
   }
+  if (mic.context.state !== "running") {
+    // Autoplay rules (an overlay that starts by itself): audio waits for a click.
+    showProblem("autoplay", "The browser holds the microphone's audio until you click.", "Click anywhere on the page.");
+    document.addEventListener("click", () => mic.context.resume().then(clearProblem), { once: true });
+  }
   window.captions.input = { source: mic.label, deviceRate: mic.context.sampleRate, sentRate: rate, resample: mic.resample };
   await fillDevices(mic.media.getAudioTracks()[0]?.getSettings().deviceId);
   s = openStream(rate, () => {
@@ -238,7 +251,7 @@ async function stopSource() {
     micButton(false);
     await old.close();
   } else old.stop();
-  stream?.finish();
+  stream?.stop();
   showLevel(0);
 }
 
@@ -350,6 +363,13 @@ function init() {
   $("clear").addEventListener("click", () => {
     transcript.paragraphs = transcript.paragraphs.filter((p) => p === transcript.open);
     removeStale();
+    if (!source && !transcript.open) {
+      clockMs = 0; // the next file's times are the file's own again
+      stream = null;
+    }
+  });
+  $("device").addEventListener("change", () => {
+    if (source instanceof MicSource) startMic(); // switch microphones on the fly
   });
   const box = $("transcript");
   box.addEventListener("scroll", () => {
@@ -362,7 +382,7 @@ function init() {
     box.focus();
   });
   navigator.mediaDevices?.addEventListener?.("devicechange", () => fillDevices());
-  fillDevices();
+  fillDevices().then(() => (window.captions.devicesListed = true));
   if (overlay || params.get("autostart") === "1") startMic();
 }
 

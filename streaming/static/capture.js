@@ -2,11 +2,12 @@
 // chunks of ~100 ms) and an audio file (decoded in the browser, sent at real-time pace or
 // faster). Both hand Int16Array chunks to `onChunk(pcm, rms)`.
 //
-// Where to resample (measured, see docs/browser.md and benchmarks/browser_resampling.py):
-// the worklet converts to 16 kHz itself ("worklet", the default). Its converter adds 1.0 ms
-// of delay and sends a third of the bytes of 48 kHz audio; sending the device rate and
-// letting the server resample ("server", ?resample=server) measured no faster end to end and
-// costs 3x the upload, which on a slow uplink is the larger delay.
+// Where to resample (measured with benchmarks/browser_resampling.py, see docs/browser.md):
+// the worklet converts to 16 kHz itself ("worklet", the default). Its converter delays the
+// audio 1.0 ms, where the server's soxr holds back 24 ms on average; end to end the page's
+// way measured 10 ms lower commit p50 (643 vs 654 ms, at the noise level) and it uploads
+// 2.8x fewer bytes (256 vs 706 kbit/s from 44.1 kHz), the larger delay on a slow uplink.
+// "server" (?resample=server) sends the device rate with `start` for comparison.
 
 import { SUPPORTED_RATES } from "./connection.js";
 import { toInt16 } from "./resample.js";

@@ -36,11 +36,15 @@ export function streamUrl(baseURI, token, websocket = true) {
 
 export class Stream {
   /**
-   * rate: the PCM's sample rate (sent with `start`); hooks: onStream(offsetMs),
-   * onMessage(msg, t), onState(state, detail), onProblem(kind, message, action, retryInS),
-   * onDone().
+   * id: a name unique on the page; rate: the PCM's sample rate (sent with `start`);
+   * offsetMs: the page's clock at the stream's start (times continue across sources);
+   * hooks: onMessage(msg, context) with context {key, offsetMs} of the connection that
+   * received it, onState(state, detail), onProblem(kind, message, action, retryInS),
+   * onInterrupted(key, willReplay), onDone().
    */
-  constructor({ baseURI, token, rate, hooks }) {
+  constructor({ id, baseURI, token, rate, hooks, offsetMs = 0 }) {
+    this.id = id;
+    this.connections = 0;
     this.baseURI = baseURI;
     this.token = token;
     this.rate = rate;
@@ -49,7 +53,7 @@ export class Stream {
     this.pendingSamples = 0;
     this.droppedMs = 0;
     this.trackers = [];
-    this.offsetMs = 0; // global position of this stream's 0
+    this.offsetMs = offsetMs; // the page's clock at this stream's position 0
     this.attempt = 0;
     this.ws = null;
     this.ending = false;
@@ -79,7 +83,8 @@ export class Stream {
       this.sendLog = new SendLog();
       this.tracker = new LatencyTracker(this.sendLog);
       this.trackers.push(this.tracker);
-      this.hooks.onStream(this.offsetMs);
+      this.connections += 1;
+      this.context = { key: `${this.id}.${this.connections}`, offsetMs: this.offsetMs };
       ws.send(JSON.stringify({ type: "start", sample_rate: this.rate, encoding: "pcm_s16le", channels: 1 }));
       this.flush();
     };
@@ -107,7 +112,7 @@ export class Stream {
       this.fatal = msg;
     }
     this.tracker.onMessage(msg, t);
-    this.hooks.onMessage(msg, t);
+    this.hooks.onMessage(msg, this.context);
   }
 
   /** Queue PCM (Int16Array) for sending; sent at once while connected. */
@@ -153,6 +158,17 @@ export class Stream {
     this.flush();
   }
 
+  /** The person stopped: finish when connected; while disconnected, stop trying. */
+  stop() {
+    if (this.ws && this.opened) this.finish();
+    else this.cancel();
+  }
+
+  /** Where this stream's audio ends on the page's clock (ms). */
+  get endMs() {
+    return this.offsetMs + ((this.opened ? this.sentSamples : 0) * 1000) / this.rate;
+  }
+
   /** Stop at once (no end, no retries). */
   cancel() {
     this.cancelled = true;
@@ -188,7 +204,7 @@ export class Stream {
     this.pending = requeue.concat(this.pending);
     this.pendingSamples = this.pending.reduce((n, c) => n + c.length, 0);
     const kind = event.code === 1001 ? "shutting_down" : event.code === 1013 ? "full" : "dropped";
-    this.hooks.onInterrupted(replayFrom !== null);
+    this.hooks.onInterrupted(this.context.key, replayFrom !== null);
     if (event.code === 1008) this.attempt = 0; // session_too_long: a new stream goes on at once
     this.retry(kind);
   }

@@ -40,90 +40,78 @@ export function formatClock(ms) {
 export class Transcript {
   constructor() {
     this.paragraphs = [];
-    this.offsetMs = 0; // global position of the current stream's 0
-    this.stream = 0;
-    this.open = null; // paragraph of the current stream's open utterance
-    this.superseded = null; // an interrupted paragraph that the replayed audio will redo
+    this.superseded = null; // an interrupted paragraph that replayed audio will redo
   }
 
-  /** A new websocket stream starts at global position `offsetMs`. */
-  beginStream(offsetMs) {
-    this.stream += 1;
-    this.offsetMs = offsetMs;
-    this.open = null;
+  /** The paragraph of an utterance still being spoken, if any. */
+  get open() {
+    return this.paragraphs.findLast((p) => !p.final && !p.interrupted) ?? null;
   }
 
-  paragraphFor(msg) {
-    const key = `${this.stream}:${msg.utterance_id ?? 0}`;
-    if (this.open && this.open.key === key) return this.open;
+  /**
+   * Messages carry their connection's context: {key} (unique per websocket connection) and
+   * {offsetMs} (the page's clock at that connection's position 0).
+   */
+  paragraphFor(msg, ctx) {
+    const key = `${ctx.key}:${msg.utterance_id ?? 0}`;
+    const known = this.paragraphs.findLast((p) => p.key === key);
+    if (known) return known;
     if (this.superseded) {
       this.paragraphs = this.paragraphs.filter((p) => p !== this.superseded);
       this.superseded = null;
     }
-    const p = { key, startMs: 0, endMs: null, committed: [], tentative: [], final: false, interrupted: false, reason: null };
+    const p = { key, connection: ctx.key, startMs: 0, endMs: null, committed: [], tentative: [], final: false, interrupted: false, reason: null };
     this.paragraphs.push(p);
-    this.open = p;
     return p;
   }
 
   /** Applies a partial; returns {paragraph, newlyCommitted: [words]}. */
-  onPartial(msg) {
-    const p = this.paragraphFor(msg);
+  onPartial(msg, ctx) {
+    const p = this.paragraphFor(msg, ctx);
     const before = p.committed.length;
-    const words = (msg.words || []).map((w) => this.word(w));
-    p.startMs = this.offsetMs + Number(msg.start_ms ?? 0);
+    const words = (msg.words || []).map((w) => word(w, ctx.offsetMs));
+    p.startMs = ctx.offsetMs + Number(msg.start_ms ?? 0);
     p.committed = words.filter((w) => w.committed);
     p.tentative = words.filter((w) => !w.committed);
     if (words.length === 0) {
       // A server with --lm commits nothing in partials; keep the text it sent.
-      p.tentative = sanitize(msg.text).split(" ").filter(Boolean).map((word) => ({ word, conf: 1, committed: false }));
+      p.tentative = sanitize(msg.text).split(" ").filter(Boolean).map((w) => ({ word: w, conf: 1, committed: false }));
     }
     return { paragraph: p, newlyCommitted: p.committed.slice(before) };
   }
 
   /** Applies a final; returns {paragraph, newlyCommitted}. */
-  onFinal(msg) {
-    const p = this.paragraphFor(msg);
+  onFinal(msg, ctx) {
+    const p = this.paragraphFor(msg, ctx);
     const before = p.committed.length;
-    const words = (msg.words || []).map((w) => ({ ...this.word(w), committed: true }));
-    p.startMs = this.offsetMs + Number(msg.start_ms ?? 0);
-    p.endMs = this.offsetMs + Number(msg.end_ms ?? msg.start_ms ?? 0);
-    p.committed = words.length || !msg.text ? words : sanitize(msg.text).split(" ").map((word) => ({ word, conf: 1, committed: true }));
+    const words = (msg.words || []).map((w) => ({ ...word(w, ctx.offsetMs), committed: true }));
+    p.startMs = ctx.offsetMs + Number(msg.start_ms ?? 0);
+    p.endMs = ctx.offsetMs + Number(msg.end_ms ?? msg.start_ms ?? 0);
+    p.committed = words.length || !msg.text ? words : sanitize(msg.text).split(" ").map((w) => ({ word: w, conf: 1, committed: true }));
     p.tentative = [];
     p.final = true;
+    p.interrupted = false;
     p.reason = msg.reason ?? null;
     p.text = sanitize(msg.text);
     p.words = words;
-    this.open = null;
     return { paragraph: p, newlyCommitted: p.committed.slice(Math.min(before, p.committed.length)) };
   }
 
-  word(w) {
-    return {
-      word: sanitize(w.word),
-      conf: Number(w.conf ?? 1),
-      committed: Boolean(w.committed),
-      startMs: this.offsetMs + Number(w.start_ms ?? 0),
-      endMs: this.offsetMs + Number(w.end_ms ?? w.start_ms ?? 0),
-    };
-  }
-
   /**
-   * The stream broke mid-utterance: the open paragraph stays, marked interrupted. When
-   * `willReplay`, its audio is sent again on the next stream and this paragraph is replaced
-   * by the one that audio produces.
+   * Connection `key` broke mid-utterance: its open paragraph stays, marked interrupted. When
+   * `willReplay`, its audio is sent again on the next connection and this paragraph is
+   * replaced by the one that audio produces.
    */
-  interrupt(willReplay) {
-    const p = this.open;
-    this.open = null;
+  interrupt(key, willReplay) {
+    const p = this.paragraphs.findLast((q) => q.connection === key && !q.final && !q.interrupted);
     if (!p) return null;
     p.interrupted = true;
-    p.endMs = p.endMs ?? Math.max(p.startMs, ...p.committed.concat(p.tentative).map((w) => w.endMs));
+    p.endMs = Math.max(p.startMs, ...p.committed.concat(p.tentative).map((w) => w.endMs));
     if (willReplay) this.superseded = p;
     return p;
   }
 
-  /** Finished utterances as finals with global times (what the exports are made of). */
+  /** Finished utterances as finals on the page's clock (what the exports are made of). */
   finals() {
     return this.paragraphs
       .filter((p) => p.final || (p.interrupted && p !== this.superseded))
@@ -137,6 +125,16 @@ export class Transcript {
         };
       });
   }
+}
+
+function word(w, offsetMs) {
+  return {
+    word: sanitize(w.word),
+    conf: Number(w.conf ?? 1),
+    committed: Boolean(w.committed),
+    startMs: offsetMs + Number(w.start_ms ?? 0),
+    endMs: offsetMs + Number(w.end_ms ?? w.start_ms ?? 0),
+  };
 }
 
 // ---- exports ---------------------------------------------------------------------------
