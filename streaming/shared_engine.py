@@ -31,15 +31,14 @@ import logging
 import os
 import pickle
 import struct
-from collections.abc import Callable
-from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
 
 from .config import MODEL_SAMPLE_RATE, EngineConfig
-from .engine import EngineClosed, EngineStats, InferenceEngine, InferenceError
+from .engine import EngineClosed, InferenceEngine, InferenceError
 from .model import ModelInfo
+from .remote_engine import RemoteEngine, WindowObserver
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +50,6 @@ MAX_WINDOW_SAMPLES = 120 * MODEL_SAMPLE_RATE  # far above any window; guards a b
 CANCEL = 0xFFFF_FFFF  # the sample count of a request that withdraws an earlier one
 CONNECT_TIMEOUT_S = 30.0  # a worker waits this long for a restarting engine
 REPORT_S = 10.0  # how often the inference process logs its throughput
-
-# (batch size, model seconds, seconds queued + run) of one window, on the worker's loop.
-WindowObserver = Callable[[int, float, float], None]
 
 
 def describe_lengths(windows_by_length: dict[int, int], most: int = 6) -> str:
@@ -182,14 +178,13 @@ class EngineHost:
             await writer.drain()
 
 
-class SharedEngineClient:
+class SharedEngineClient(RemoteEngine):
     """A worker's side: the :class:`~streaming.engine.Engine` interface over the socket.
 
     At most ``config.max_queue`` windows of this worker are in flight; more wait their
     turn. If the engine process goes away, windows in flight fail with
     :class:`InferenceError` (their sessions get an error, not silence) and the next window
     reconnects, waiting up to ``connect_timeout_s`` for the supervisor to restart it.
-    Use it from the event loop it was started on.
     """
 
     def __init__(
@@ -200,95 +195,56 @@ class SharedEngineClient:
         observer: WindowObserver | None = None,
         connect_timeout_s: float = CONNECT_TIMEOUT_S,
     ) -> None:
+        super().__init__(config, observer=observer)
         self.address = address
-        self.config = config or EngineConfig()
-        self.info: ModelInfo | None = None  # the engine's model, known once started
-        self._observer = observer
         self._connect_timeout_s = connect_timeout_s
-        self._stats = EngineStats()
-        self._load = 0.0
         self._queue_depth = 0
         self._ids = itertools.count()
-        self._pending: dict[int, asyncio.Future[np.ndarray]] = {}
-        self._requests: set[asyncio.Task[np.ndarray]] = set()
-        self._slots: asyncio.Semaphore | None = None
+        # request id → (the answer, the window's sample count)
+        self._pending: dict[int, tuple[asyncio.Future[np.ndarray], int]] = {}
         self._connecting = asyncio.Lock()
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task[None] | None = None
-        self._closed = False
-
-    @property
-    def load(self) -> float:
-        """The engine's busy fraction, as of its last reply."""
-        return self._load
 
     @property
     def queue_depth(self) -> int:
+        """The engine's queue, as of its last reply."""
         return self._queue_depth
-
-    @property
-    def stats(self) -> EngineStats:
-        """This worker's windows; ``batches`` counts its share of each model call."""
-        return self._stats
 
     async def start(self) -> None:
         """Connect (waiting for an engine that is still starting) and learn the model
         (:attr:`info`)."""
-        self._slots = asyncio.Semaphore(self.config.max_queue)
+        self._bind()
         await self._connect()
 
     async def stop(self) -> None:
+        """Refuse new windows, fail those in flight with EngineClosed, disconnect."""
         self._closed = True
         self._disconnect(EngineClosed("inference engine is stopping"))
-
-    def submit(self, samples: np.ndarray) -> Future[np.ndarray]:
-        """(frames, vocab) log-probabilities for one window, from the engine process;
-        cancelling the future abandons the window."""
-        future: Future[np.ndarray] = Future()
-        if self._closed or self._slots is None:
-            future.set_exception(EngineClosed("inference engine is not running"))
-            return future
-        loop = asyncio.get_running_loop()
-        task = loop.create_task(self._infer(samples))
-        self._requests.add(task)  # a task nothing refers to may be collected mid-flight
-        task.add_done_callback(self._requests.discard)
-        task.add_done_callback(lambda done: _settle(future, done))
-
-        def abandon(done: Future[np.ndarray]) -> None:
-            if done.cancelled():
-                loop.call_soon_threadsafe(task.cancel)
-
-        future.add_done_callback(abandon)
-        return future
+        await self._cancel_in_flight()
 
     async def _infer(self, samples: np.ndarray) -> np.ndarray:
-        assert self._slots is not None
-        async with self._slots:
-            if self._closed:
-                raise EngineClosed("inference engine is stopping")
-            if self._writer is None:
-                await self._connect()
-            writer = self._writer
-            assert writer is not None
-            request_id = next(self._ids)
-            future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
-            self._pending[request_id] = future
-            try:
-                data = np.ascontiguousarray(samples, dtype=np.float32)
-                writer.write(REQUEST.pack(request_id, data.size) + data.tobytes())
-                await writer.drain()
-                logprobs = await future
-            except ConnectionError as exc:
-                self._disconnect(_lost(exc))
-                raise _lost(exc) from exc
-            except asyncio.CancelledError:
-                if not writer.is_closing():  # withdraw it: the engine need not run it
-                    writer.write(REQUEST.pack(request_id, CANCEL))
-                raise
-            finally:
-                self._pending.pop(request_id, None)
-            self._stats.audio_samples += data.size
-            return logprobs
+        if self._writer is None:
+            await self._connect()
+        writer = self._writer
+        assert writer is not None
+        request_id = next(self._ids)
+        answer: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        data = np.ascontiguousarray(samples, dtype=np.float32)
+        self._pending[request_id] = (answer, data.size)
+        try:
+            writer.write(REQUEST.pack(request_id, data.size) + data.tobytes())
+            await writer.drain()
+            return await answer
+        except ConnectionError as exc:
+            self._disconnect(_lost(exc))
+            raise _lost(exc) from exc
+        except asyncio.CancelledError:
+            if not writer.is_closing():  # withdraw it: the engine need not run it
+                writer.write(REQUEST.pack(request_id, CANCEL))
+            raise
+        finally:
+            self._pending.pop(request_id, None)
 
     async def _connect(self) -> None:
         async with self._connecting:
@@ -327,11 +283,11 @@ class SharedEngineClient:
                     header
                 )
                 body = await reader.readexactly(count * cols * 4 if status == OK else count)
-                future = self._pending.get(request_id)
+                future, samples = self._pending.get(request_id, (None, 0))
                 if status == OK:
                     self._load, self._queue_depth = load, depth
-                    self._account(batch, model_s, wait_s, count * cols)
-                    if future is not None and not future.done():
+                    if future is not None and not future.done():  # not withdrawn meanwhile
+                        self._account(batch, model_s, wait_s, samples)
                         logprobs = np.frombuffer(body, dtype=np.float32).reshape(count, cols)
                         future.set_result(logprobs)
                 elif future is not None and not future.done():
@@ -344,16 +300,6 @@ class SharedEngineClient:
             if writer is self._writer:
                 self._disconnect(_lost(exc))
 
-    def _account(self, batch: int, model_s: float, wait_s: float, outputs: int) -> None:
-        stats = self._stats
-        stats.requests += 1
-        stats.batches += 1 / max(batch, 1)
-        stats.busy_seconds += model_s / max(batch, 1)
-        stats.batch_sizes[batch] += 1
-        stats.last_batch_ms = model_s * 1000
-        if self._observer is not None:
-            self._observer(max(batch, 1), model_s, wait_s)
-
     def _disconnect(self, error: Exception) -> None:
         writer, self._writer = self._writer, None
         if writer is not None:
@@ -361,7 +307,7 @@ class SharedEngineClient:
         if self._reader_task is not None and self._reader_task is not asyncio.current_task():
             self._reader_task.cancel()
         self._reader_task = None
-        for future in self._pending.values():
+        for future, _ in self._pending.values():
             if not future.done():
                 future.set_exception(error)
         self._pending.clear()
@@ -369,18 +315,6 @@ class SharedEngineClient:
 
 def _forget(answers: dict[int, asyncio.Task[None]], request_id: int, _: object) -> None:
     answers.pop(request_id, None)
-
-
-def _settle(future: Future[np.ndarray], task: asyncio.Task[np.ndarray]) -> None:
-    """Pass a finished request task's outcome to the future its caller holds."""
-    if future.done():
-        return  # cancelled by the caller
-    if task.cancelled():
-        future.cancel()
-    elif (error := task.exception()) is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(task.result())
 
 
 def _lost(exc: BaseException) -> InferenceError:

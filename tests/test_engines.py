@@ -48,10 +48,10 @@ async def test_a_local_engine_loads_warms_up_and_serves_a_window(
         output = await asyncio.wrap_future(built.engine.submit(samples))
         np.testing.assert_allclose(output, tiny_model.infer(samples[None])[0], atol=1e-5)
         assert built.engine.stats.requests == 1
-        windows = metrics.registry.get_sample_value("streaming_engine_windows_total")
-        assert windows == 1  # the metrics observe the engine
     finally:
-        await built.engine.stop()
+        await built.engine.stop()  # the worker thread is done: it has told the metrics
+    windows = metrics.registry.get_sample_value("streaming_engine_windows_total")
+    assert windows == 1
     with pytest.raises(EngineClosed):
         await asyncio.wrap_future(built.engine.submit(samples))
 

@@ -36,7 +36,7 @@ from wsclient import of_type, stream_pcm
 
 from streaming.__main__ import build_parser, config_from_args
 from streaming.config import EngineConfig
-from streaming.engine import InferenceError
+from streaming.engine import EngineClosed, InferenceError
 from streaming.engines import host_engine
 from streaming.model import LoadedModel
 from streaming.server import Server
@@ -143,6 +143,38 @@ async def test_a_cancelled_window_is_withdrawn_and_never_reaches_the_model(
     assert dict(host.engine.stats.window_lengths) == {RATE // 2: 1, 3 * RATE // 10: 1}
     assert client.stats.audio_samples == RATE // 2 + 3 * RATE // 10
     await client.stop()
+
+
+async def test_a_window_submitted_from_another_thread_is_served(
+    host: EngineHost, tiny_model: LoadedModel
+) -> None:
+    client = SharedEngineClient(host.address)
+    await client.start()
+    samples = window(0.5, 9)
+    future = await asyncio.to_thread(client.submit, samples)
+    output = await asyncio.wait_for(asyncio.wrap_future(future), 10)
+    np.testing.assert_allclose(output, tiny_model.infer(samples[None])[0], atol=1e-5)
+    await client.stop()
+
+
+async def test_stopping_a_worker_fails_its_windows_in_flight_with_engine_closed(
+    host: EngineHost, tiny_model: LoadedModel
+) -> None:
+    gated = GatedModel(tiny_model)
+    host.engine.model = gated
+    client = SharedEngineClient(host.address, EngineConfig(max_queue=1))
+    await client.start()
+    sent = client.submit(window(0.5, 10))
+    waiting = client.submit(window(0.5, 11))  # behind it: max_queue is 1
+    while not host.engine.stats.gathers:
+        await asyncio.sleep(0.01)
+    await client.stop()
+    for future in (sent, waiting):
+        with pytest.raises(EngineClosed):
+            await asyncio.wrap_future(future)
+    with pytest.raises(EngineClosed):
+        await infer(client, window(0.5, 12))
+    gated.gate.set()
 
 
 async def test_a_worker_reconnects_to_a_restarted_engine(
