@@ -1,4 +1,4 @@
-"""Shared by tests/test_compat_*.py: which model recognizes, a server on it, text checks.
+"""Shared by tests/test_codec_*.py: which model recognizes, a server on it, text checks.
 
 Test modules import the fixtures they use by name (``recognizer``, ``speech``, ``spoken``).
 The ``recognizer`` fixture is the one place that decides: the bundled trained model when
