@@ -1,0 +1,27 @@
+"""benchmarks.simulate: one stream through the real Session in simulated real time (the
+accuracy and peer benchmarks' algorithmic latency), with a real tiny checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import soundfile as sf
+
+from benchmarks import models, simulate, testset
+from streaming.config import WindowConfig
+
+DEMO = Path(__file__).resolve().parent.parent / "training" / "samples" / "demo.wav"
+
+
+def test_every_utterance_ends_in_one_final_stamped_in_stream_time(tiny_model_dir: Path) -> None:
+    model, bench = models.load_bench_model(str(tiny_model_dir), threads=1)
+    audio, rate = sf.read(str(DEMO), dtype="float32")
+    assert rate == testset.SAMPLE_RATE and bench.source == str(tiny_model_dir)
+
+    run = simulate.simulate_session(model, audio, WindowConfig(), compute="zero")
+
+    assert run.audio_s == len(audio) / rate and run.windows > 0
+    finals = [msg for _, msg in run.messages if msg["type"] == "final"]
+    assert finals == run.finals and len({f["utterance_id"] for f in finals}) == len(finals)
+    times = [t for t, _ in run.messages]
+    assert times == sorted(times) and times[-1] <= run.audio_s  # zero compute: no lag
