@@ -24,10 +24,21 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from streaming.config import MODEL_SAMPLE_RATE, EngineConfig, ModelConfig, WindowConfig
-from streaming.engine import InferenceEngine, InferenceError
+from streaming.audio import AudioFormat, to_int16_bytes
+from streaming.config import (
+    MODEL_SAMPLE_RATE,
+    EngineConfig,
+    ModelConfig,
+    ServerConfig,
+    VadConfig,
+    WindowConfig,
+)
+from streaming.driver import SessionDriver
+from streaming.engine import Engine, InferenceEngine, InferenceError
 from streaming.errors import ModelLoadError
-from streaming.model import LoadedModel, load_model
+from streaming.events import Event, Final
+from streaming.model import LoadedModel, ModelInfo, load_model
+from streaming.session import Session
 from streaming.triton_engine import TritonEngine, describe_model, model_info, triton_address
 from streaming.windowing import WindowPlanner
 
@@ -121,11 +132,18 @@ def bundled() -> LoadedModel:
 
 
 @pytest.fixture(scope="module")
-def speech_windows(bundled: LoadedModel) -> list[np.ndarray]:
-    """Windows of real speech at the lengths sessions send: first and steady ones."""
+def demo_audio() -> np.ndarray:
+    """The bundled demo recording: real speech, 12 s, 16 kHz."""
     path = Path(str(resources.files("streaming") / "assets" / "demo.wav"))
     audio, rate = sf.read(path, dtype="float32")
     assert rate == MODEL_SAMPLE_RATE
+    return np.asarray(audio, dtype=np.float32)
+
+
+@pytest.fixture(scope="module")
+def speech_windows(bundled: LoadedModel, demo_audio: np.ndarray) -> list[np.ndarray]:
+    """Windows of real speech at the lengths sessions send: first and steady ones."""
+    audio = demo_audio
     planner = WindowPlanner(WindowConfig(), bundled.geometry, MODEL_SAMPLE_RATE)
     first, steady = planner.chunk + planner.right, planner.steady_length
     windows = []
@@ -164,6 +182,45 @@ async def test_triton_gives_the_in_process_log_probabilities_for_real_speech(
         assert mine.shape == theirs.shape
         np.testing.assert_allclose(mine, theirs, rtol=0, atol=1e-4)
         np.testing.assert_array_equal(mine.argmax(-1), theirs.argmax(-1))
+
+
+async def finals(engine: Engine, info: ModelInfo, audio: np.ndarray) -> list[Final]:
+    """The finals of ``audio`` streamed through a session driver (real VAD, windows and
+    stable text) on ``engine``: all audio first, so the windows do not depend on timing."""
+    session = Session(info.vocab, info.geometry, VadConfig(), WindowConfig())
+    events: list[Event] = []
+    driver = SessionDriver(session, engine, ServerConfig(), events.extend)
+    driver.start()
+    try:
+        driver.begin(AudioFormat())
+        pcm = to_int16_bytes(audio)
+        for i in range(0, len(pcm), 3200):  # 100 ms frames, as a live client sends
+            driver.feed(pcm[i : i + 3200])
+        driver.end()
+        await asyncio.wait_for(driver.finished(), 120)
+    finally:
+        await driver.aclose()
+    return [e for e in events if isinstance(e, Final)]
+
+
+async def test_triton_gives_the_in_process_finals_word_for_word(
+    triton: TritonProcess, bundled: LoadedModel, demo_audio: np.ndarray
+) -> None:
+    local = InferenceEngine(bundled, EngineConfig())
+    await local.start()
+    try:
+        expected = await finals(local, bundled.info, demo_audio)
+    finally:
+        await local.stop()
+    engine = TritonEngine(triton.address)
+    await engine.start()
+    try:
+        assert engine.info is not None
+        got = await finals(engine, engine.info, demo_audio)
+    finally:
+        await engine.stop()
+    assert len(expected) >= 2 and all(f.words for f in expected)
+    assert got == expected
 
 
 async def test_unreachable_triton_fails_start_with_one_line(bundled: LoadedModel) -> None:
