@@ -10,7 +10,9 @@ warm-up and start-up are written once. An engine is named by a URL-like string:
 
 Another kind (``triton://host:port``) is one more entry in :data:`BUILDERS`: a coroutine
 that returns a started :class:`~streaming.engine.Engine` and the model's
-:class:`~streaming.model.ModelInfo` (:class:`BuiltEngine`).
+:class:`~streaming.model.ModelInfo` (:class:`BuiltEngine`). An engine whose model runs in
+another process is a :class:`~streaming.remote_engine.RemoteEngine`: its builder makes
+one and hands it to :func:`_start_remote`, as :func:`_shared` does.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from .config import MODEL_SAMPLE_RATE, ServerConfig
 from .engine import BatchObserver, Engine, InferenceEngine, warmup_batches
 from .metrics import Metrics
 from .model import LoadedModel, ModelInfo, load_model
+from .remote_engine import RemoteEngine
 from .shared_engine import EngineHost, SharedEngineClient
 from .windowing import warmup_lengths
 
@@ -136,13 +139,18 @@ async def _local(
 async def _shared(
     config: ServerConfig, url: str, model: LoadedModel | None, metrics: Metrics | None
 ) -> BuiltEngine:
-    if model is not None:
-        raise ValueError(f"a loaded model runs only in a local engine, not in {url!r}")
     observer = metrics.observe_shared if metrics else None
     client = SharedEngineClient(urlsplit(url).path, config.engine, observer=observer)
-    await client.start()
-    assert client.info is not None
-    return BuiltEngine(client, client.info, None)
+    return await _start_remote(client, url, model)
+
+
+async def _start_remote(engine: RemoteEngine, url: str, model: LoadedModel | None) -> BuiltEngine:
+    """Start an engine whose model runs in another process; it describes the model."""
+    if model is not None:
+        raise ValueError(f"a loaded model runs only in a local engine, not in {url!r}")
+    await engine.start()
+    assert engine.info is not None
+    return BuiltEngine(engine, engine.info, None)
 
 
 BUILDERS: dict[str, Builder] = {LOCAL: _local, "unix": _shared}

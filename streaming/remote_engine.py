@@ -30,9 +30,9 @@ class RemoteEngine:
     """Base of :class:`~streaming.shared_engine.SharedEngineClient` and the Triton client.
 
     A subclass implements :meth:`_infer` (send one window, await its log-probabilities,
-    :meth:`_account` for them), ``start`` (connect, learn :attr:`info`, then
-    :meth:`_bind`), ``stop`` and ``queue_depth``. Use it from the event loop it was
-    started on; ``submit`` from another thread hands the window to that loop.
+    :meth:`_account` for them), :meth:`start`, :meth:`stop` and :attr:`queue_depth`. Use
+    it from the event loop it was started on; ``submit`` from another thread hands the
+    window to that loop.
     """
 
     def __init__(
@@ -58,6 +58,19 @@ class RemoteEngine:
     def stats(self) -> EngineStats:
         """This process's windows; ``batches`` counts its share of each model call."""
         return self._stats
+
+    @property
+    def queue_depth(self) -> int:
+        """Windows waiting for the model (as far as this process knows)."""
+        raise NotImplementedError
+
+    async def start(self) -> None:
+        """Connect, learn :attr:`info`, and :meth:`_bind` to the running loop."""
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        """Refuse new windows, fail those in flight (:meth:`_cancel_in_flight`), disconnect."""
+        raise NotImplementedError
 
     def _bind(self) -> None:
         """Serve from the running event loop (called by ``start``)."""
