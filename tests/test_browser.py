@@ -38,6 +38,7 @@ DEMO_WAV = ASSETS / "demo.wav"
 SENTENCES = [s["text"] for s in json.loads((ASSETS / "demo.json").read_text())["sentences"]]
 TIMEOUT_MS = 60_000
 LEAD_S = 1.5
+LOW_CONFIDENCE = 0.9  # transcript.js
 #: Words of mixed lengths for a long utterance, and one with the WebVTT arrow in it.
 LOREM = [*(("w" * (1 + i % 9)) + str(i) for i in range(19)), "a-->b"]
 
@@ -227,6 +228,9 @@ def test_microphone_captions_commit_the_spoken_words_with_a_final_per_utterance_
     words, found = heard(text, SENTENCES)
     assert 2 * len(found) >= len(words), f"heard {sorted(found)} in {text!r}"
     assert page.locator(".utt .tentative").all_inner_texts() == ["", "", ""]
+    # Low-confidence words are marked, by the final's confidences.
+    low = [w["word"] for f in finals for w in f["words"] if w["conf"] < LOW_CONFIDENCE]
+    assert page.locator(".utt.final .low").all_inner_texts() == low
     # Screen readers get the committed words; the latency panel has numbers.
     assert finals[-1]["words"][-1]["word"] in page.locator("#announce").inner_text()
     assert int(page.locator("#lat-commit-n").inner_text()) >= len(words) // 2

@@ -1,7 +1,7 @@
 // The captions page: wires the sources (microphone, file), the stream and the view.
 // URL parameters: token=…  overlay=1 (caption overlay; starts the microphone by itself)
 // autostart=1  device=<part of a microphone's name>  resample=worklet|server  lines=N
-// size=<CSS length, overlay type size>.
+// size=<CSS length, overlay type size>  low=<confidence under which words are marked>.
 
 import { FileSource, MicSource, decodeFile, listMicrophones } from "./capture.js";
 import { Stream } from "./connection.js";
@@ -10,6 +10,7 @@ import { LOW_CONFIDENCE, Transcript, formatClock, toSrt, toTxt, toVtt } from "./
 
 const params = new URLSearchParams(location.search);
 const overlay = params.get("overlay") === "1";
+const lowConfidence = Number(params.get("low")) || LOW_CONFIDENCE;
 const $ = (id) => document.getElementById(id);
 const SPEECH_RMS = 0.02; // level above which the indicator says "speech"
 const SPEECH_HANG_MS = 300;
@@ -47,21 +48,19 @@ function clearProblem() {
   $("problem").hidden = true;
 }
 
-function wordSpan(w) {
-  const span = document.createElement("span");
-  span.textContent = w.word;
-  if (w.conf < LOW_CONFIDENCE) {
-    span.className = "low";
-    span.title = `confidence ${Math.round(w.conf * 100)} %`;
-  }
-  return span;
+/** Marks a word whose confidence is low (a final may revise a committed word's `conf`). */
+function markConfidence(span, w) {
+  const low = w.conf < lowConfidence;
+  span.classList.toggle("low", low);
+  if (low) span.title = `confidence ${Math.round(w.conf * 100)} %`;
+  else span.removeAttribute("title");
 }
 
 /** Paragraph `p` in the DOM: committed words appended, the tentative tail replaced. */
 function render(p) {
   let node = view.nodes.get(p);
   if (!node) {
-    node = { el: document.createElement("p"), committed: document.createElement("span"), tentative: document.createElement("span"), time: document.createElement("time"), shown: [] };
+    node = { el: document.createElement("p"), committed: document.createElement("span"), tentative: document.createElement("span"), time: document.createElement("time"), shown: [], spans: [] };
     node.el.className = "utt";
     node.tentative.className = "tentative";
     node.el.append(node.time, node.committed, node.tentative);
@@ -78,12 +77,17 @@ function render(p) {
   if (!same) {
     node.committed.replaceChildren();
     node.shown = [];
+    node.spans = [];
   }
   for (const w of p.committed.slice(node.shown.length)) {
     if (node.shown.length) node.committed.append(" ");
-    node.committed.append(wordSpan(w));
+    const span = document.createElement("span");
+    span.textContent = w.word;
+    node.committed.append(span);
+    node.spans.push(span);
     node.shown.push(w.word);
   }
+  p.committed.forEach((w, i) => markConfidence(node.spans[i], w));
   const tail = p.tentative.map((w) => w.word).join(" ");
   node.tentative.textContent = tail && p.committed.length ? ` ${tail}` : tail;
 }

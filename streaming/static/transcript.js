@@ -4,7 +4,9 @@
 
 export const MAX_LINE_CHARS = 42;
 export const MAX_LINES = 2;
-export const LOW_CONFIDENCE = 0.5; // words under this `conf` are marked (subtly)
+// Words under this `conf` are marked (subtly). `conf` is the mean probability of the word's
+// frames, so it runs high: tiny-en's misheard words score about 0.85-0.9, its sure ones 0.93+.
+export const LOW_CONFIDENCE = 0.9;
 
 // Python's str.isspace() characters (client/captions.py `sanitize` splits on them).
 const PY_SPACE = /[\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]/g;
