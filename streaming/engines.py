@@ -6,13 +6,14 @@ warm-up and start-up are written once. An engine is named by a URL-like string:
 * ``local``: this process loads the model and batches windows on a thread
   (:class:`~streaming.engine.InferenceEngine`);
 * ``unix:///path/engine.sock``: the shared inference process of ``--shared-engine``
-  (:class:`~streaming.shared_engine.SharedEngineClient`), which :func:`host_engine` runs.
+  (:class:`~streaming.shared_engine.SharedEngineClient`), which :func:`host_engine` runs;
+* ``triton://host[:port][/model]``: a model served by Triton
+  (:class:`~streaming.triton_engine.TritonEngine`, ``python -m streaming.triton_server``).
 
-Another kind (``triton://host:port``) is one more entry in :data:`BUILDERS`: a coroutine
-that returns a started :class:`~streaming.engine.Engine` and the model's
-:class:`~streaming.model.ModelInfo` (:class:`BuiltEngine`). An engine whose model runs in
-another process is a :class:`~streaming.remote_engine.RemoteEngine`: its builder makes
-one and hands it to :func:`_start_remote`, as :func:`_shared` does.
+Another kind is one more entry in :data:`BUILDERS`: a coroutine that returns a started
+:class:`~streaming.engine.Engine` and the model's :class:`~streaming.model.ModelInfo`
+(:class:`BuiltEngine`). An engine whose model runs in another process describes the model
+itself: its builder makes one and hands it to :func:`_start_remote`.
 """
 
 from __future__ import annotations
@@ -21,14 +22,15 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from .config import MODEL_SAMPLE_RATE, ServerConfig
 from .engine import BatchObserver, Engine, InferenceEngine, warmup_batches
 from .metrics import Metrics
 from .model import LoadedModel, ModelInfo, load_model
-from .remote_engine import RemoteEngine
 from .shared_engine import EngineHost, SharedEngineClient
+from .triton_engine import TritonEngine
 from .windowing import warmup_lengths
 
 log = logging.getLogger(__name__)
@@ -144,7 +146,25 @@ async def _shared(
     return await _start_remote(client, url, model)
 
 
-async def _start_remote(engine: RemoteEngine, url: str, model: LoadedModel | None) -> BuiltEngine:
+async def _triton(
+    config: ServerConfig, url: str, model: LoadedModel | None, metrics: Metrics | None
+) -> BuiltEngine:
+    observer = metrics.observe_shared if metrics else None
+    engine = TritonEngine.from_url(
+        url, config.engine, lowercase=config.model.lowercase, observer=observer
+    )
+    return await _start_remote(engine, url, model)
+
+
+class _SelfDescribing(Engine, Protocol):
+    """An engine that learns its model's description when it starts."""
+
+    info: ModelInfo | None
+
+
+async def _start_remote(
+    engine: _SelfDescribing, url: str, model: LoadedModel | None
+) -> BuiltEngine:
     """Start an engine whose model runs in another process; it describes the model."""
     if model is not None:
         raise ValueError(f"a loaded model runs only in a local engine, not in {url!r}")
@@ -153,4 +173,4 @@ async def _start_remote(engine: RemoteEngine, url: str, model: LoadedModel | Non
     return BuiltEngine(engine, engine.info, None)
 
 
-BUILDERS: dict[str, Builder] = {LOCAL: _local, "unix": _shared}
+BUILDERS: dict[str, Builder] = {LOCAL: _local, "unix": _shared, "triton": _triton}

@@ -91,8 +91,13 @@ async def test_a_shared_engine_url_connects_to_the_inference_process_with_the_sa
         await host.stop()
 
 
-def test_an_unknown_engine_is_refused_with_the_known_ones() -> None:
+async def test_engines_are_named_by_url_and_an_unknown_one_is_refused(
+    tiny_model_dir: Path, tiny_model: LoadedModel
+) -> None:
     assert engine_kind("local") == "local"
     assert engine_kind("unix:///run/engine.sock") == "unix"
-    with pytest.raises(ValueError, match=r"triton://host:8001.*local, unix://"):
-        engine_kind("triton://host:8001")
+    assert engine_kind("triton://gpu-box:8001/wav2vec2") == "triton"
+    with pytest.raises(ValueError, match=r"grpc://host:1.*local, unix://\.\.\., triton://"):
+        engine_kind("grpc://host:1")
+    with pytest.raises(ValueError, match="local engine"):  # before reaching for Triton
+        await build_engine(server_config(tiny_model_dir), "triton://host:1", model=tiny_model)
