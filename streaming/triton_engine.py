@@ -27,8 +27,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
-from concurrent.futures import Future
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -36,9 +34,10 @@ import numpy as np
 
 from .config import EngineConfig
 from .decoding import CtcVocab
-from .engine import EngineClosed, EngineStats, InferenceError
+from .engine import EngineClosed, InferenceError
 from .errors import ModelLoadError
 from .model import LoadedModel, ModelInfo
+from .remote_engine import RemoteEngine, WindowObserver
 from .windowing import FrameGeometry
 
 log = logging.getLogger(__name__)
@@ -62,10 +61,6 @@ CONNECT_TIMEOUT_S = 10.0
 REQUEST_TIMEOUT_S = 30.0
 RECONNECT_BACKOFF_MS = 1000
 _MAX_MESSAGE = 2**31 - 1
-
-# (batch size, model seconds, seconds from send to answer) of one window, on the loop;
-# the shape of streaming.metrics.Metrics.observe_shared.
-WindowObserver = Callable[[int, float, float], None]
 
 _INSTALL_HINT = "the Triton engine needs tritonclient: pip install 'wav2vec2-streaming[triton]'"
 
@@ -123,7 +118,7 @@ def model_info(document: bytes, *, lowercase: bool = True) -> ModelInfo:
 # -- the engine --------------------------------------------------------------------------
 
 
-class TritonEngine:
+class TritonEngine(RemoteEngine):
     """The :class:`~streaming.engine.Engine` interface over Triton's gRPC API.
 
     At most ``config.max_queue`` windows of this front end are in flight; more wait
@@ -144,22 +139,13 @@ class TritonEngine:
         connect_timeout_s: float = CONNECT_TIMEOUT_S,
         request_timeout_s: float = REQUEST_TIMEOUT_S,
     ) -> None:
+        super().__init__(config, observer=observer)
         self.address = address
         self.model_name = model_name
-        self.config = config or EngineConfig()
-        self.info: ModelInfo | None = None  # the served model, known once started
         self._lowercase = lowercase
-        self._observer = observer
         self._connect_timeout_s = connect_timeout_s
         self._request_timeout_s = request_timeout_s
-        self._stats = EngineStats()
-        self._load = 0.0
-        self._queued = 0
         self._client: Any = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._slots: asyncio.Semaphore | None = None
-        self._tasks: set[asyncio.Task[np.ndarray]] = set()
-        self._closed = False
         self._lost = False  # the last window failed to reach Triton (logged once per outage)
 
     @classmethod
@@ -169,18 +155,9 @@ class TritonEngine:
         return cls(address, config, model_name=model, **kwargs)
 
     @property
-    def load(self) -> float:
-        """The Triton model's busy fraction over the last seconds, as of its last reply."""
-        return self._load
-
-    @property
     def queue_depth(self) -> int:
         """This front end's windows sent to Triton or waiting to be, not yet answered."""
-        return self._queued
-
-    @property
-    def stats(self) -> EngineStats:
-        return self._stats
+        return self._in_flight
 
     async def start(self) -> None:
         """Connect, check that the server and the model are ready, and learn the model
@@ -191,8 +168,6 @@ class TritonEngine:
             from tritonclient.grpc import aio
         except ImportError as exc:
             raise ModelLoadError(_INSTALL_HINT) from exc
-        self._loop = asyncio.get_running_loop()
-        self._slots = asyncio.Semaphore(self.config.max_queue)
         client = aio.InferenceServerClient(self.address, channel_args=_channel_args())
         try:
             self.info = await self._describe(client)
@@ -200,6 +175,7 @@ class TritonEngine:
             await client.close()
             raise
         self._client = client
+        self._bind()
         log.info(
             "Triton at %s serves %s (%s on %s/%s)",
             self.address,
@@ -211,118 +187,44 @@ class TritonEngine:
 
     async def stop(self) -> None:
         """Refuse new windows, fail those in flight with :class:`EngineClosed`, disconnect."""
-        self._closed = True
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await self._cancel_in_flight()
         client, self._client = self._client, None
         if client is not None:
             await client.close()
-
-    def submit(self, samples: np.ndarray) -> Future[np.ndarray]:
-        """(frames, vocab) log-probabilities for one window, from Triton; cancelling the
-        future abandons the window."""
-        future: Future[np.ndarray] = Future()
-        loop = self._loop
-        if self._closed or self._client is None or loop is None:
-            future.set_exception(EngineClosed("inference engine is not running"))
-            return future
-        self._queued += 1
-        future.add_done_callback(self._done)
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            self._spawn(samples, future)
-        else:
-            loop.call_soon_threadsafe(self._spawn, samples, future)
-        return future
-
-    def _done(self, _: Future[np.ndarray]) -> None:
-        self._queued -= 1
-
-    def _spawn(self, samples: np.ndarray, future: Future[np.ndarray]) -> None:
-        if future.done():
-            return  # cancelled before its turn
-        if self._closed:
-            future.set_exception(EngineClosed("inference engine is stopping"))
-            return
-        task = asyncio.get_running_loop().create_task(self._infer(samples))
-        self._tasks.add(task)  # a task nothing refers to may be collected mid-flight
-        task.add_done_callback(self._tasks.discard)
-        task.add_done_callback(lambda done: self._settle(future, done))
-        loop = self._loop
-        assert loop is not None
-
-        def abandon(done: Future[np.ndarray]) -> None:
-            if done.cancelled():
-                loop.call_soon_threadsafe(task.cancel)
-
-        future.add_done_callback(abandon)
-
-    def _settle(self, future: Future[np.ndarray], task: asyncio.Task[np.ndarray]) -> None:
-        if future.done():
-            return  # cancelled by the caller
-        if task.cancelled():
-            if self._closed:
-                future.set_exception(EngineClosed("inference engine is stopping"))
-            else:
-                future.cancel()
-        elif (error := task.exception()) is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(task.result())
 
     async def _infer(self, samples: np.ndarray) -> np.ndarray:
         from tritonclient.grpc import InferInput, InferRequestedOutput
         from tritonclient.utils import InferenceServerException
 
-        assert self._slots is not None
-        async with self._slots:
-            client = self._client
-            if self._closed or client is None:
-                raise EngineClosed("inference engine is stopping")
-            loop = asyncio.get_running_loop()
-            data = np.ascontiguousarray(samples, dtype=np.float32).reshape(1, -1)
-            window = InferInput(SAMPLES, list(data.shape), "FP32")
-            window.set_data_from_numpy(data)
-            wanted = [InferRequestedOutput(name) for name in (LOGPROBS, BATCH, MODEL_S, LOAD)]
-            began = loop.time()
-            try:
-                result = await client.infer(
-                    self.model_name,
-                    [window],
-                    outputs=wanted,
-                    client_timeout=self._request_timeout_s,
-                )
-            except InferenceServerException as exc:
-                self._stats.failed_requests += 1
-                raise self._failure(exc) from None
-            wait_s = loop.time() - began
-            if self._lost:
-                self._lost = False
-                log.warning("Triton at %s answers again", self.address)
-            logprobs = np.array(result.as_numpy(LOGPROBS)[0], dtype=np.float32)
-            batch = int(result.as_numpy(BATCH)[0, 0])
-            model_s = float(result.as_numpy(MODEL_S)[0, 0])
-            self._load = float(result.as_numpy(LOAD)[0, 0])
-            self._account(batch, model_s, wait_s, data.size)
-            return logprobs
-
-    def _account(self, batch: int, model_s: float, wait_s: float, samples: int) -> None:
-        stats = self._stats
-        stats.requests += 1
-        stats.batches += 1 / max(batch, 1)
-        stats.busy_seconds += model_s / max(batch, 1)
-        stats.batch_sizes[batch] += 1
-        stats.window_lengths[samples] += 1
-        stats.audio_samples += samples
-        stats.last_batch_ms = model_s * 1000
-        if self._observer is not None:
-            self._observer(max(batch, 1), model_s, wait_s)
+        client = self._client
+        if client is None:
+            raise EngineClosed("inference engine is stopping")
+        loop = asyncio.get_running_loop()
+        data = np.ascontiguousarray(samples, dtype=np.float32).reshape(1, -1)
+        window = InferInput(SAMPLES, list(data.shape), "FP32")
+        window.set_data_from_numpy(data)
+        wanted = [InferRequestedOutput(name) for name in (LOGPROBS, BATCH, MODEL_S, LOAD)]
+        began = loop.time()
+        try:
+            result = await client.infer(
+                self.model_name,
+                [window],
+                outputs=wanted,
+                client_timeout=self._request_timeout_s,
+            )
+        except InferenceServerException as exc:
+            self._stats.failed_requests += 1
+            raise self._failure(exc) from None
+        wait_s = loop.time() - began
+        if self._lost:
+            self._lost = False
+            log.warning("Triton at %s answers again", self.address)
+        logprobs = np.array(result.as_numpy(LOGPROBS)[0], dtype=np.float32)
+        self._load = float(result.as_numpy(LOAD)[0, 0])
+        batch = int(result.as_numpy(BATCH)[0, 0])
+        model_s = float(result.as_numpy(MODEL_S)[0, 0])
+        self._account(batch, model_s, wait_s, data.size)
+        return logprobs
 
     def _failure(self, exc: Any) -> InferenceError:
         """One clear line for a window Triton did not serve."""
