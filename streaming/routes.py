@@ -18,15 +18,21 @@ from .codecs.base import Codec, HttpReply
 class PageRoute:
     """A plain HTTP GET answered by ``respond``.
 
-    ``public``: served without a token (health checks). ``plain_only``: only for requests
-    that are not websocket upgrades, so a page can share a path with a stream (a browser
-    page on "/" while clients stream to "/").
+    ``path``: the exact path (no query), or a predicate on the request path for a route
+    that serves a tree of files. ``public``: served without a token (health checks, a
+    page). ``plain_only``: only for requests that are not websocket upgrades, so a page can
+    share a path with a stream (a browser page on "/" while clients stream to "/").
     """
 
-    path: str
+    path: str | Callable[[str], bool]
     respond: Callable[[Request], HttpReply]
     public: bool = False
     plain_only: bool = False
+
+    def matches(self, path: str, *, upgrade: bool) -> bool:
+        if self.plain_only and upgrade:
+            return False
+        return self.path(path) if callable(self.path) else self.path == path
 
 
 @dataclass(frozen=True)
@@ -51,7 +57,7 @@ class RouteTable:
         path = request.path.split("?", 1)[0]
         upgrade = "websocket" in request.headers.get("Upgrade", "").lower()
         for page in self.pages:
-            if page.path == path and not (page.plain_only and upgrade):
+            if page.matches(path, upgrade=upgrade):
                 return page
         return self.streams.get(path)
 
@@ -68,11 +74,13 @@ def route_table(
 ) -> RouteTable:
     """Every route the server answers; ``protocol`` is what "/" speaks.
 
-    A plain-HTTP page is one more ``PageRoute`` in ``pages`` (a browser page at "/" takes
-    ``plain_only=True`` so websocket clients on "/" still reach the stream).
+    A plain-HTTP page is one more ``PageRoute`` in ``pages``; a browser page on "/" takes
+    ``plain_only=True`` so that websocket clients on "/" still reach the stream, e.g.
+    ``PageRoute(page.is_page_path, serve_page, public=True, plain_only=True)``.
     """
     pages = [
         PageRoute("/health", health, public=True),
         PageRoute("/metrics", metrics),
+        # plain-HTTP pages go here
     ]
     return RouteTable(pages, stream_paths(protocol))

@@ -299,7 +299,12 @@ UNAUTHORIZED = HttpReply.json(
 
 
 def _respond(connection: ServerConnection, reply: HttpReply) -> Response:
-    response = connection.respond(reply.status, reply.body)
+    text = reply.body if isinstance(reply.body, str) else ""
+    response = connection.respond(reply.status, text)
+    if isinstance(reply.body, bytes):
+        response.body = reply.body
+        del response.headers["Content-Length"]
+        response.headers["Content-Length"] = str(len(reply.body))
     del response.headers["Content-Type"]
     response.headers["Content-Type"] = reply.content_type
     for name, value in reply.headers.items():

@@ -3,14 +3,19 @@ websocket paths by codec, then nothing (404)."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import urllib.request
 from http import HTTPStatus
 
+from websockets.asyncio.client import connect
 from websockets.datastructures import Headers
 from websockets.http11 import Request
 
 from streaming.codecs import DeepgramCodec, NativeCodec, VoskCodec
 from streaming.codecs.base import HttpReply
 from streaming.routes import PageRoute, RouteTable, StreamRoute, route_table
+from streaming.server import Server
 
 OK = HttpReply(HTTPStatus.OK, "ok", "text/plain")
 
@@ -46,3 +51,31 @@ def test_a_plain_only_page_shares_its_path_with_a_stream() -> None:
     routes = RouteTable([PageRoute("/", page, public=True, plain_only=True)], {"/": NativeCodec})
     assert isinstance(routes.match(get("/")), PageRoute)
     assert routes.match(get("/", upgrade=True)) == StreamRoute("/", NativeCodec)
+
+
+def test_a_page_route_may_match_a_tree_of_paths() -> None:
+    tree = PageRoute(lambda path: path == "/" or path.startswith("/app/"), page, plain_only=True)
+    routes = RouteTable([tree], {"/": NativeCodec})
+    assert routes.match(get("/app/app.js?v=2")) is tree
+    assert routes.match(get("/apple")) is None
+
+
+async def test_a_page_answers_plain_gets_with_bytes_while_websockets_on_its_path_stream(
+    server: Server,
+) -> None:
+    icon = b"\x89PNG\r\n\x1a\n\x00"
+    served = PageRoute(
+        lambda path: path in ("/", "/icon.png"),
+        lambda _request: HttpReply(HTTPStatus.OK, icon, "image/png", {"Cache-Control": "no-cache"}),
+        public=True,
+        plain_only=True,
+    )
+    streams = {path: route.codec for path, route in server.routes.streams.items()}
+    server.routes = RouteTable([*server.routes.pages, served], streams)
+    url = f"http://127.0.0.1:{server.port}/icon.png"
+    with await asyncio.to_thread(urllib.request.urlopen, url, timeout=5) as response:
+        assert response.read() == icon
+        assert response.headers["Content-Type"] == "image/png"
+        assert response.headers["Cache-Control"] == "no-cache"
+    async with connect(f"ws://127.0.0.1:{server.port}/") as ws:
+        assert json.loads(await ws.recv())["type"] == "ready"

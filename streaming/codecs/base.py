@@ -10,6 +10,7 @@ URL paths, its refusal of a bad handshake, and its answer when the server is ful
 
 from __future__ import annotations
 
+import abc
 import json
 import logging
 from collections.abc import Hashable, Mapping
@@ -35,7 +36,7 @@ class HttpReply:
     """A plain HTTP answer instead of a websocket (a refusal, /health, a page)."""
 
     status: HTTPStatus
-    body: str
+    body: str | bytes
     content_type: str = "application/json"
     headers: Mapping[str, str] = field(default_factory=dict)
 
@@ -88,7 +89,7 @@ class Stream(Protocol):
         """Close at once, sending nothing more (a protocol-level refusal)."""
 
 
-class Codec:
+class Codec(abc.ABC):
     """One protocol's wire format over one connection; subclasses override the hooks.
 
     Class-level declarations (read by the HTTP layer and the registry):
@@ -139,13 +140,13 @@ class Codec:
         """Protocol handshake after the websocket one; False = refused (socket closed)."""
         return True
 
+    @abc.abstractmethod
     async def on_message(self, message: str | bytes) -> None:
         """One client frame; a StreamError raised here is answered with ``error``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def on_events(self, events: list[Event]) -> None:
         """Partials, finals, errors and lag notices from the session (synchronous)."""
-        raise NotImplementedError
 
     def error(self, code: str, message: str, *, fatal: bool) -> Message | None:
         """How this protocol spells a client error; None: it has no error message."""
@@ -158,9 +159,11 @@ class Codec:
 
     def on_shutdown(self) -> None:
         """The server is stopping; the stream ends with reason ``shutdown``."""
+        return None
 
     def on_finished(self) -> None:
         """Every final is out; queue whatever the protocol sends before closing."""
+        return None
 
 
 def limit_text(code: str, limit_s: float) -> str:
