@@ -127,14 +127,20 @@ function showLatency() {
 function showLevel(rms) {
   const db = 20 * Math.log10(Math.max(rms, 1e-5)); // -100 … 0 dBFS
   $("level-bar").style.width = `${Math.max(0, Math.min(100, ((db + 60) / 60) * 100))}%`;
-  const now = performance.now();
-  if (rms >= SPEECH_RMS) lastSpeechAt = now;
-  const speaking = now - lastSpeechAt < SPEECH_HANG_MS;
+  if (rms >= SPEECH_RMS) lastSpeechAt = performance.now();
+  showSpeech();
+}
+
+/** Speech while the level was above the threshold in the last SPEECH_HANG_MS. */
+function showSpeech() {
+  const speaking = performance.now() - lastSpeechAt < SPEECH_HANG_MS;
   const el = $("speech");
   if ((el.dataset.speech === "on") !== speaking) {
     el.dataset.speech = speaking ? "on" : "off";
     el.textContent = speaking ? "speech" : "silence";
   }
+  clearTimeout(view.speechTimer);
+  if (speaking) view.speechTimer = setTimeout(showSpeech, SPEECH_HANG_MS);
 }
 
 // ---- the stream --------------------------------------------------------------------------
