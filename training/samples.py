@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from training.synth import SAMPLE_RATE, _piper_voice, _read_resampled, trim_silence
+from training.model import SAMPLE_RATE
+from training.synth import _piper_voice, _read_resampled, trim_silence
 from training.text import DEFAULT_OUT as TEXT_DIR
 from training.text import Sentence, load_split
 
