@@ -169,6 +169,7 @@ function onMessage(msg, context) {
 function openStream(rate, onDone) {
   if (stream) clockMs = Math.max(clockMs, stream.endMs);
   streams += 1;
+  let reportedDropMs = 0;
   const s = new Stream({
     id: streams,
     baseURI: document.baseURI,
@@ -182,7 +183,11 @@ function openStream(rate, onDone) {
         if (state === "connecting") setState("connecting", "Connecting…");
         if (state === "live") {
           setState("live", "Live");
-          clearProblem();
+          if (s.droppedMs > reportedDropMs) {
+            const lost = ((s.droppedMs - reportedDropMs) / 1000).toFixed(1);
+            showProblem("audio_dropped", `${lost} s of audio were lost while disconnected (the page keeps 30 s).`, "The captions go on from here.");
+            reportedDropMs = s.droppedMs;
+          } else clearProblem();
         }
         if (state === "retrying") setState("retrying", `Retrying in ${detail} s`);
         if (state === "done") setState("idle", "Not connected");

@@ -20,7 +20,8 @@ export const PROBLEMS = {
   token: ["The server refused the access token (HTTP 401).", "Enter the right token in the Token field (or add ?token=… to the address) and press Start again."],
   full: ["The server is full right now.", "The page retries by itself; or try again in a minute."],
   shutting_down: ["The server is shutting down or restarting.", "The page reconnects by itself when it is back."],
-  dropped: ["The connection dropped mid-utterance.", "Reconnecting; the transcript is kept and the unfinished sentence is recognized again."],
+  dropped: ["The connection dropped.", "Reconnecting; the transcript is kept and the audio waits (up to 30 s)."],
+  dropped_utterance: ["The connection dropped mid-utterance.", "Reconnecting; the transcript is kept and the unfinished sentence is recognized again."],
   refused: ["The server refused the websocket connection although it is up.", "Its Origin allow-list may not include this page (--allow-origin), or a proxy in between does not pass websockets."],
   no_endpoint: ["This server has no native stream endpoint at /v1/stream.", "Open the page from the recognizer's own address."],
   server_error: ["The server ended the stream.", "Press Start to begin a new one."],
@@ -203,7 +204,8 @@ export class Stream {
     this.offsetMs += (from * 1000) / this.rate;
     this.pending = requeue.concat(this.pending);
     this.pendingSamples = this.pending.reduce((n, c) => n + c.length, 0);
-    const kind = event.code === 1001 ? "shutting_down" : event.code === 1013 ? "full" : "dropped";
+    const dropped = replayFrom === null ? "dropped" : "dropped_utterance";
+    const kind = event.code === 1001 ? "shutting_down" : event.code === 1013 ? "full" : dropped;
     this.hooks.onInterrupted(this.context.key, replayFrom !== null);
     if (event.code === 1008) this.attempt = 0; // session_too_long: a new stream goes on at once
     this.retry(kind);
@@ -236,7 +238,7 @@ export class Stream {
     } catch {
       kind = "unreachable";
     }
-    if (this.cancelled) return;
+    if (this.cancelled || this.finished) return;
     if (kind === "token" || kind === "no_endpoint" || kind === "refused") return this.fail(kind, detail);
     this.retry(kind, detail);
   }
