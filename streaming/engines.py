@@ -22,13 +22,13 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
 from urllib.parse import urlsplit
 
 from .config import MODEL_SAMPLE_RATE, ServerConfig
 from .engine import BatchObserver, Engine, InferenceEngine, warmup_batches
 from .metrics import Metrics
 from .model import LoadedModel, ModelInfo, load_model
+from .remote_engine import RemoteEngine
 from .shared_engine import EngineHost, SharedEngineClient
 from .triton_engine import TritonEngine
 from .windowing import warmup_lengths
@@ -156,15 +156,7 @@ async def _triton(
     return await _start_remote(engine, url, model)
 
 
-class _SelfDescribing(Engine, Protocol):
-    """An engine that learns its model's description when it starts."""
-
-    info: ModelInfo | None
-
-
-async def _start_remote(
-    engine: _SelfDescribing, url: str, model: LoadedModel | None
-) -> BuiltEngine:
+async def _start_remote(engine: RemoteEngine, url: str, model: LoadedModel | None) -> BuiltEngine:
     """Start an engine whose model runs in another process; it describes the model."""
     if model is not None:
         raise ValueError(f"a loaded model runs only in a local engine, not in {url!r}")

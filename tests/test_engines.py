@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from streaming.engines import (
     host_engine,
     shared_engine_url,
 )
+from streaming.errors import ModelLoadError
 from streaming.metrics import Metrics
 from streaming.model import LoadedModel
 from streaming.shared_engine import engine_address
@@ -101,3 +103,11 @@ async def test_engines_are_named_by_url_and_an_unknown_one_is_refused(
         engine_kind("grpc://host:1")
     with pytest.raises(ValueError, match="local engine"):  # before reaching for Triton
         await build_engine(server_config(tiny_model_dir), "triton://host:1", model=tiny_model)
+
+
+async def test_a_triton_url_builds_the_triton_client(tiny_model_dir: Path) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(ModelLoadError, match=f"^cannot reach Triton at 127.0.0.1:{port}: "):
+        await build_engine(server_config(tiny_model_dir), f"triton://127.0.0.1:{port}")
