@@ -88,9 +88,9 @@ BatchObserver = Callable[[int, float, list[float]], None]
 
 
 class Engine(Protocol):
-    """What sessions and the server use: this module's in-process engine, or a worker's
-    client of the shared inference process (:mod:`streaming.shared_engine`); built by
-    :func:`streaming.engines.build_engine`.
+    """What sessions and the server use: this module's in-process engine, or a client of
+    a model in another process (:mod:`streaming.remote_engine`: the shared inference
+    process, Triton); built by :func:`streaming.engines.build_engine`.
 
     ``submit`` never blocks: the future fails with :class:`EngineClosed` once the engine
     stops and with :class:`InferenceError` when the model fails, and cancelling it drops
