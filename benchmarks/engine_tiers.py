@@ -64,7 +64,7 @@ def speech_windows(source: str) -> tuple[list[np.ndarray], float]:
     from transformers import AutoConfig
 
     from streaming.config import WindowConfig
-    from streaming.windowing import FrameGeometry
+    from streaming.geometry import FrameGeometry
 
     path = Path(str(resources.files("streaming") / "assets" / "demo.wav"))
     audio, rate = sf.read(path, dtype="float32")

@@ -22,7 +22,7 @@ from .config import MODEL_SAMPLE_RATE, ModelConfig
 from .cpu import native_bf16
 from .decoding import CtcVocab
 from .errors import ModelLoadError
-from .windowing import FrameGeometry
+from .geometry import FrameGeometry
 
 log = logging.getLogger(__name__)
 

@@ -19,10 +19,11 @@ from .config import MODEL_SAMPLE_RATE, VadConfig, WindowConfig
 from .decoding import CtcVocab, Word
 from .errors import StreamError
 from .events import ErrorEvent, Event, Final, Partial, WordTiming
+from .geometry import FrameGeometry
 from .stabilizer import Hypothesis, Stabilizer
 from .utterance import StreamTail, Utterance, WindowRequest
 from .vad import SpeechAudio, SpeechDetector, SpeechEnd, SpeechStart, VadGate, webrtc_detector
-from .windowing import FrameGeometry, WindowPlanner, context_before
+from .windowing import WindowPlanner, context_before
 
 
 @dataclass(frozen=True)

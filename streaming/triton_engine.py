@@ -36,9 +36,9 @@ from .config import EngineConfig
 from .decoding import CtcVocab
 from .engine import EngineClosed, InferenceError
 from .errors import ModelLoadError
+from .geometry import FrameGeometry
 from .model import LoadedModel, ModelInfo
 from .remote_engine import RemoteEngine, WindowObserver
-from .windowing import FrameGeometry
 
 log = logging.getLogger(__name__)
 

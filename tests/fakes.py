@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from streaming.decoding import CtcVocab
+from streaming.geometry import FrameGeometry
 from streaming.random_model import BASE_960H_VOCAB
-from streaming.windowing import FrameGeometry
 
 VOCAB = CtcVocab.from_vocab(BASE_960H_VOCAB)
 GEOMETRY = FrameGeometry()

@@ -10,9 +10,10 @@ from hypothesis import strategies as st
 
 from streaming.config import WindowConfig
 from streaming.decoding import best_path
+from streaming.geometry import FrameGeometry
 from streaming.stabilizer import Stabilizer
 from streaming.utterance import StreamTail, Utterance
-from streaming.windowing import FrameGeometry, WindowPlanner
+from streaming.windowing import WindowPlanner
 
 RATE = 16000
 
