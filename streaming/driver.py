@@ -14,6 +14,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+import numpy as np
+
 from .audio import AudioFormat
 from .config import MODEL_SAMPLE_RATE, ServerConfig
 from .engine import Engine, EngineClosed, InferenceError
@@ -21,6 +23,7 @@ from .events import ErrorEvent, Event, Final, Lag, Partial
 from .metrics import Metrics
 from .rescoring import FinalRescorer
 from .session import PendingFinal, Session, SessionEvent
+from .utterance import WindowRequest
 
 EventSink = Callable[[list[Event]], None]
 log = logging.getLogger(__name__)
@@ -143,14 +146,29 @@ class SessionDriver:
                 self._work.clear()
                 await self._work.wait()
                 continue
+            result = asyncio.wrap_future(self.engine.submit(request.samples))
             try:
-                logprobs = await asyncio.wrap_future(self.engine.submit(request.samples))
-            except (InferenceError, EngineClosed) as exc:
-                events = self.session.fail(request, str(exc))
-            else:
-                events = self.session.complete(request, logprobs)
-            self._emit(events)
+                # wait() rather than await: only this task's own cancellation may end the
+                # loop; a window the engine dropped or failed is the session's to report.
+                await asyncio.wait({result})
+            except asyncio.CancelledError:
+                result.cancel()
+                raise
+            self._emit(self._settle(request, result))
             self._check_backlog()
+
+    def _settle(
+        self, request: WindowRequest, result: asyncio.Future[np.ndarray]
+    ) -> list[SessionEvent]:
+        """The session's events for one finished window: its text, or an error event."""
+        if result.cancelled():
+            return self.session.fail(request, "the engine dropped this window")
+        error = result.exception()
+        if error is None:
+            return self.session.complete(request, result.result())
+        if not isinstance(error, (InferenceError, EngineClosed)):
+            log.error("engine failed unexpectedly", exc_info=error)
+        return self.session.fail(request, str(error) or type(error).__name__)
 
     def _emit(self, events: list[SessionEvent]) -> None:
         if not events:

@@ -372,3 +372,29 @@ def test_a_rescorer_goes_with_a_session_that_leaves_finals_to_it() -> None:
     session = Session(VOCAB, GEOMETRY, VadConfig(), WindowConfig(), rescore_finals=True)
     with pytest.raises(ValueError, match="rescorer"):
         SessionDriver(session, HeldEngine(hold=False), ServerConfig(), lambda _: None)
+
+
+@pytest.mark.parametrize("how", ["cancelled", "unexpected exception"])
+async def test_a_window_the_engine_drops_or_breaks_becomes_an_error_event_and_the_stream_goes_on(
+    build: Build, two_sentences: bytes, how: str
+) -> None:
+    engine = HeldEngine(hold=True)
+    driver, events = build(engine)
+    feeding = asyncio.ensure_future(feed_live(driver, two_sentences))
+    while not engine.waiting:
+        await asyncio.sleep(0)
+    _, future = engine.waiting.popleft()
+    if how == "cancelled":  # the engine gives the window up, not the driver
+        future.cancel()
+    else:
+        future.set_running_or_notify_cancel()
+        future.set_exception(RuntimeError("a bug in an engine"))
+    engine.hold = False
+    engine.answer()
+    await feeding
+    driver.end()
+    await asyncio.wait_for(driver.finished(), 10)
+    [error] = [e for e in events if isinstance(e, ErrorEvent)]
+    assert error.code == "inference_failed" and not error.fatal
+    assert ("dropped" if how == "cancelled" else "a bug in an engine") in error.message
+    assert [f.utterance_id for f in finals(events)] == [0, 1]
