@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -155,7 +156,12 @@ class ServerProcess:
             return str(resp.read().decode())
 
     def health(self) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads(self.get("/health"))
+        """The /health body, whatever its status (503 while full or draining)."""
+        try:
+            text = self.get("/health")
+        except urllib.error.HTTPError as exc:
+            text = exc.read().decode()
+        data: dict[str, Any] = json.loads(text)
         return data
 
     @property

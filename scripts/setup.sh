@@ -10,8 +10,11 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 apt_packages=(python3 python3-venv python3-pip espeak-ng libportaudio2 libsndfile1
               pulseaudio pulseaudio-utils libasound2-plugins sox
-              libtcmalloc-minimal4  # tcmalloc: CPU training (training/malloc.py)
-              chromium)  # tests/test_browser.py: the captions page in headless Chromium
+              libtcmalloc-minimal4)  # tcmalloc: CPU training (training/malloc.py)
+if [[ ",$extras," == *",test,"* ]]; then
+  apt_packages+=(haproxy  # tests/test_deploy.py: the shipped balancer config, real replicas
+                 chromium)  # tests/test_browser.py: the captions page in headless Chromium
+fi
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -68,6 +68,7 @@ class RouteTable:
 
 def route_table(
     health: Callable[[Request], HttpReply],
+    live: Callable[[Request], HttpReply],
     metrics: Callable[[Request], HttpReply],
     *,
     protocol: str = "native",
@@ -80,6 +81,7 @@ def route_table(
     """
     pages = [
         PageRoute("/health", health, public=True),
+        PageRoute("/livez", live, public=True),
         PageRoute("/metrics", metrics),
         # plain-HTTP pages go here
     ]

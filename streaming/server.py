@@ -39,6 +39,9 @@ from .session import Session
 
 log = logging.getLogger(__name__)
 
+# /health "status" for each admission decision ("overloaded" counts as full).
+HEALTH_STATUS = {"admitted": "ready", "shutting_down": "draining", "full": "full"}
+
 
 class Server:
     """Owns the model, the shared inference engine and every connection."""
@@ -67,7 +70,7 @@ class Server:
         self._ws: WsServer | None = None
         self._connections: set[Endpoint] = set()
         self.routes: RouteTable = route_table(
-            self._health_page, self._metrics_page, protocol=config.protocol
+            self._health_page, self._live_page, self._metrics_page, protocol=config.protocol
         )
         self.admission = Admission(config)
         self.metrics = Metrics(worker)
@@ -123,13 +126,13 @@ class Server:
             self.model = built.model
 
     async def shutdown(self, grace: float | None = None) -> None:
-        """Stop accepting, finalize every open utterance, send finals, close with 1001."""
+        """Drain, then stop: /health says "draining" and new streams get 503 at once (the
+        listening socket stays open, so health checks and balancers see it), every open
+        utterance is finalized and its final sent, then connections close with 1001."""
         if self._closing:
             return
         self._closing = True
         grace = self.config.shutdown_grace_s if grace is None else grace
-        if self._ws is not None:
-            self._ws.close(close_connections=False)
         if self._connections:
             log.info("finalizing %d open sessions", len(self._connections))
             await asyncio.gather(*(c.shutdown(grace) for c in list(self._connections)))
@@ -213,7 +216,15 @@ class Server:
         )
 
     def _health_page(self, request: Request) -> HttpReply:
-        return HttpReply.json(HTTPStatus.OK, self.health())
+        """200 while the server takes new streams, 503 while full or draining: load
+        balancers and readiness probes route new streams by the status code alone."""
+        body = self.health()
+        ready = body["status"] == "ready"
+        return HttpReply.json(HTTPStatus.OK if ready else HTTPStatus.SERVICE_UNAVAILABLE, body)
+
+    def _live_page(self, request: Request) -> HttpReply:
+        """200 while the event loop answers, draining or not (a liveness probe)."""
+        return HttpReply.json(HTTPStatus.OK, {"status": "alive", "pid": os.getpid()})
 
     def _metrics_page(self, request: Request) -> HttpReply:
         self.metrics.queue_depth.set(self.engine.queue_depth if self.engine else 0)
@@ -222,8 +233,11 @@ class Server:
 
     def health(self) -> dict[str, Any]:
         engine = self.engine
+        decision = self._admit()
         return {
-            "status": "shutting_down" if self._closing else "ok",
+            "status": HEALTH_STATUS.get(decision.reason, "full"),
+            "admission": decision.reason,
+            "reason": None if decision.admitted else decision.message,
             "worker": self.worker,
             "pid": os.getpid(),
             "model": self.config.model.name,

@@ -30,7 +30,7 @@ def get(path: str, *, upgrade: bool = False) -> Request:
 
 
 def test_health_and_metrics_are_pages_and_only_health_is_public() -> None:
-    routes = route_table(page, page)
+    routes = route_table(page, page, page)
     health, metrics = routes.match(get("/health?x=1")), routes.match(get("/metrics"))
     assert isinstance(health, PageRoute) and health.public
     assert isinstance(metrics, PageRoute) and not metrics.public
@@ -38,12 +38,12 @@ def test_health_and_metrics_are_pages_and_only_health_is_public() -> None:
 
 
 def test_stream_paths_route_to_their_codec_and_root_follows_the_protocol() -> None:
-    routes = route_table(page, page)
+    routes = route_table(page, page, page)
     assert routes.match(get("/v1/listen?encoding=linear16", upgrade=True)) == StreamRoute(
         "/v1/listen", DeepgramCodec
     )
     assert routes.stream("/?token=x").codec is NativeCodec
-    assert route_table(page, page, protocol="vosk").stream("/").codec is VoskCodec
+    assert route_table(page, page, page, protocol="vosk").stream("/").codec is VoskCodec
     assert routes.match(get("/nowhere")) is None
 
 

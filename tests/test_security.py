@@ -143,7 +143,7 @@ async def test_metrics_endpoint_exports_prometheus_counters(server: Server) -> N
     assert "streaming_finals_total 1.0" in text
     assert "streaming_audio_seconds_total" in text
     status, body = await asyncio.to_thread(http_get, base + "health")
-    assert status == 200 and json.loads(body)["status"] == "ok"
+    assert status == 200 and json.loads(body)["status"] == "ready"
 
 
 async def test_metrics_require_the_token_when_auth_is_on(auth_server: Server) -> None:

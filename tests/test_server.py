@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import threading
 import time
+import urllib.error
 import urllib.request
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -218,7 +221,7 @@ async def test_disconnect_mid_utterance_cleans_up_the_session(server: Server) ->
 
 async def test_health_endpoint_reports_status(server: Server) -> None:
     health = await get_json(server.url, "health")
-    assert health["status"] == "ok" and health["sessions"] == 0
+    assert health["status"] == "ready" and health["sessions"] == 0
 
 
 async def test_full_server_refuses_new_sessions_with_503(
@@ -250,6 +253,73 @@ async def test_shutdown_finalizes_open_utterances_and_closes_with_1001(
     assert ws.close_code == 1001
 
 
+async def http_status(ws_url: str, path: str) -> tuple[int, Any]:
+    """Status and JSON body of a GET, 4xx/5xx included."""
+    try:
+        return 200, await get_json(ws_url, path)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+async def test_health_says_full_with_503_while_the_session_limit_is_reached(
+    tiny_model_dir: Path, tiny_model: LoadedModel
+) -> None:
+    config = server_config(tiny_model_dir, max_sessions=1)
+    async with Server(config, model=tiny_model) as srv:
+        async with connect(srv.url) as first:
+            await recv_json(first)
+            status, health = await http_status(srv.url, "health")
+            assert status == 503 and health["status"] == "full"
+            assert "server full" in health["reason"]
+        for _ in range(100):
+            if srv.active_sessions == 0:
+                break
+            await asyncio.sleep(0.05)
+        status, health = await http_status(srv.url, "health")
+        assert status == 200 and health["status"] == "ready" and health["reason"] is None
+
+
+async def test_a_draining_server_says_so_refuses_new_streams_and_finishes_open_utterances(
+    tiny_model_dir: Path, tiny_model: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    speech = synthesize("this sentence is finished while the server drains")
+    srv = Server(server_config(tiny_model_dir), model=tiny_model)
+    await srv.start()
+    assert srv.engine is not None
+    gate = threading.Event()
+    submit = srv.engine.submit
+
+    def held(samples: np.ndarray) -> Future[np.ndarray]:
+        """The model's answers wait for ``gate``: the drain cannot finish before it."""
+        future: Future[np.ndarray] = Future()
+
+        def run() -> None:
+            gate.wait(30)
+            submit(samples).add_done_callback(lambda done: future.set_result(done.result()))
+
+        threading.Thread(target=run, daemon=True).start()
+        return future
+
+    monkeypatch.setattr(srv.engine, "submit", held)
+    async with connect(srv.url) as ws:
+        await recv_json(ws)
+        await ws.send(to_s16(np.concatenate([np.zeros(4000, dtype=np.float32), speech])))
+        await asyncio.sleep(0.3)
+        draining = asyncio.ensure_future(srv.shutdown())
+        await asyncio.sleep(0.1)
+        status, health = await http_status(srv.url, "health")
+        assert status == 503 and health["status"] == "draining"
+        assert (await http_status(srv.url, "livez"))[0] == 200
+        response = await refused(srv.url)
+        assert response.status_code == 503 and b"shutting down" in response.body
+        gate.set()
+        messages = await collect_until_close(ws)
+        await draining
+    finals = of_type(messages, "final")
+    assert len(finals) == 1 and finals[0]["reason"] == "shutdown" and finals[0]["text"]
+    assert ws.close_code == 1001
+
+
 async def test_overloaded_engine_refuses_new_sessions_with_503_and_a_reason(
     tiny_model_dir: Path, tiny_model: LoadedModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -263,8 +333,9 @@ async def test_overloaded_engine_refuses_new_sessions_with_503_and_a_reason(
         assert response.status_code == 503
         body = json.loads(response.body)
         assert body["error"].startswith("server overloaded: the model was busy 93%")
-        health = await get_json(srv.url, "health")
-        assert health["engine_load"] == 0.93
+        status, health = await http_status(srv.url, "health")
+        assert status == 503 and health["status"] == "full"
+        assert health["admission"] == "overloaded" and health["engine_load"] == 0.93
 
 
 async def test_a_stream_the_server_falls_behind_is_told_so_and_when_it_has_caught_up(
