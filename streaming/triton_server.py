@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 
 from .config import ENGINE, MODEL, MODEL_SAMPLE_RATE, EngineConfig, ModelConfig, WindowConfig
-from .engine import BATCH_BUCKETS, InferenceEngine
+from .engine import BATCH_BUCKETS, InferenceEngine, warmup_batches
 from .errors import ModelLoadError
 from .logs import quiet_transformers, setup_logging
 from .model import LoadedModel, load_model
@@ -283,9 +283,10 @@ def serve(args: argparse.Namespace) -> None:
     engine_config = EngineConfig(
         max_batch=args.max_batch, batch_deadline_ms=INNER_DEADLINE_MS, max_queue=args.max_queue
     )
-    if not args.no_warmup:
+    if not args.no_warmup:  # the default windows, at every batch size the engine will use
         lengths = warmup_lengths(WindowConfig(), model.geometry, MODEL_SAMPLE_RATE)
-        log.info("warm-up done in %.2f s", model.warm_up(lengths))
+        batches = warmup_batches(engine_config, model.device)
+        log.info("warm-up done in %.2f s", model.warm_up(lengths, batches))
     engine = InferenceEngine(model, engine_config)
     asyncio.run(engine.start())
     windows = WindowServer(model, engine)
