@@ -289,20 +289,24 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class LmConfig:
-    """Optional word n-gram LM beam search for final texts (needs pyctcdecode + kenlm).
+    """Word n-gram LM beam search for final texts (needs pyctcdecode + kenlm).
 
-    ``path`` is an ARPA file (``.arpa`` or ``.arpa.gz``), ``"model"`` for the one shipped in
-    the model folder (the bundled tiny-en has one), or None for greedy finals. Defaults are
-    the values tuned for tiny-en on its validation split (``streaming/lm.py``).
+    ``path`` is ``"auto"`` (the default: the model folder's ``lm.arpa.gz`` when it has one
+    and the packages are installed, else greedy finals with a one-line log hint),
+    ``"model"`` (that file, required: ``--lm`` alone), an ARPA file (``.arpa`` or
+    ``.arpa.gz``), or ``"none"``/``"off"``/None for greedy finals. Defaults are the values
+    tuned for tiny-en on its validation split (``streaming/lm.py``).
     """
 
     path: str | None = setting(
-        None,
+        "auto",
         flag="--lm",
         const="model",
         metavar="ARPA",
-        help="enable LM finals; without a file, the model folder's lm.arpa.gz (tiny-en ships "
-        "one) (default: off)",
+        help="LM finals: 'auto' uses the model folder's lm.arpa.gz (tiny-en ships one) when "
+        "it has one and pyctcdecode + kenlm are installed, else greedy finals; --lm alone "
+        "requires that file; --lm PATH names an ARPA file; --lm none turns LM finals off "
+        "(default: auto)",
     )
     alpha: float = setting(0.7, flag="--lm-alpha", help="LM weight")
     beta: float = setting(2.0, flag="--lm-beta", help="word bonus")
@@ -311,7 +315,8 @@ class LmConfig:
 
     @property
     def enabled(self) -> bool:
-        return self.path is not None
+        """LM finals are asked for (``auto`` may still fall back to greedy ones)."""
+        return self.path is not None and self.path.lower() not in ("none", "off")
 
     def validate(self) -> None:
         if self.beam_width < 1 or self.threads < 1:

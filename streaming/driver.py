@@ -19,7 +19,9 @@ import numpy as np
 from .audio import AudioFormat
 from .config import MODEL_SAMPLE_RATE, ServerConfig
 from .engine import Engine, EngineClosed, InferenceError
+from .errors import StreamError
 from .events import ErrorEvent, Event, Final, Lag, Partial
+from .hotwords import Hotword, HotwordError, alphabet, check_hotwords
 from .metrics import Metrics
 from .rescoring import FinalRescorer
 from .session import PendingFinal, Session, SessionEvent
@@ -47,10 +49,13 @@ class SessionDriver:
         *,
         rescorer: FinalRescorer | None = None,
     ) -> None:
-        if (rescorer is not None) != session.rescore_finals:
-            raise ValueError("a rescorer needs a session made with rescore_finals, and back")
+        if rescorer is None and session.rescore_finals:
+            raise ValueError("a session made with rescore_finals needs a rescorer")
+        if rescorer is not None and rescorer.has_lm != session.rescore_finals:
+            raise ValueError("a rescorer with an LM needs a session made with rescore_finals")
         self.session = session
         self.rescorer = rescorer
+        self.hotwords: tuple[Hotword, ...] = ()
         self._out: deque[list[Event] | asyncio.Task[Final]] = deque()
         self._out_empty = asyncio.Event()
         self._out_empty.set()
@@ -97,6 +102,30 @@ class SessionDriver:
         self.session.cancel_inflight()
 
     # -- input ----------------------------------------------------------------------
+
+    def set_hotwords(self, hotwords: tuple[Hotword, ...]) -> None:
+        """Favour ``hotwords`` in this stream's finals (before any audio); StreamError
+        ``invalid_hotwords`` or ``hotwords_unavailable`` says why not. Without an LM the
+        stream's finals then go through the beam search too, and its partial words stay
+        tentative, as with LM finals (the final may respell any of them)."""
+        if not hotwords:
+            self.hotwords = ()
+            return
+        if self.session.started or self.session.audio_started:
+            raise StreamError(
+                "invalid_hotwords", "hotwords are given when the stream starts, before any audio"
+            )
+        if self.rescorer is None:
+            raise StreamError(
+                "hotwords_unavailable",
+                "this server cannot boost hotwords: it needs the optional package pyctcdecode",
+            )
+        try:
+            check_hotwords(hotwords, alphabet(self.session.vocab))
+        except HotwordError as exc:
+            raise StreamError("invalid_hotwords", str(exc)) from None
+        self.hotwords = hotwords
+        self.session.rescore_finals = True
 
     def begin(self, fmt: AudioFormat) -> None:
         self.session.start(fmt)
@@ -190,7 +219,7 @@ class SessionDriver:
         """The LM's final, or the greedy one if decoding fails: an utterance is never lost."""
         assert self.rescorer is not None
         try:
-            return pending.resolve(await self.rescorer.decode(pending.scores))
+            return pending.resolve(await self.rescorer.decode(pending.scores, self.hotwords))
         except Exception as exc:  # any decoder failure: keep the greedy text
             log.warning("LM decoding failed, sending the greedy final: %s", exc)
             return pending.greedy

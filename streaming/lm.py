@@ -12,9 +12,12 @@ unigrams are given). ``training/lm.py`` builds one from the training text; the b
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
-from collections.abc import Iterable
+import math
+import re
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,7 @@ import numpy as np
 
 from .config import LmConfig
 from .decoding import CtcVocab
+from .hotwords import Hotword
 
 LM_FILENAME = "lm.arpa.gz"
 INSTALL_HINT = "pip install 'wav2vec2-streaming[lm]'  (or: pip install pyctcdecode kenlm)"
@@ -30,6 +34,12 @@ INSTALL_HINT = "pip install 'wav2vec2-streaming[lm]'  (or: pip install pyctcdeco
 DEFAULT_ALPHA = LmConfig.alpha
 DEFAULT_BETA = LmConfig.beta
 DEFAULT_BEAM_WIDTH = LmConfig.beam_width
+# pyctcdecode's defaults (pyctcdecode.constants), for the hotword path that calls its search
+# directly: beams this far below the best are dropped; tokens this unlikely are skipped.
+_PRUNE_LOGP = -10.0
+_TOKEN_MIN_LOGP = -5.0
+_UNK_LOGP_OFFSET = -10.0  # what pyctcdecode adds to a word its LM does not know (log10)
+_MIN_LOGP = math.log(1e-15)
 _ARPA_SPECIALS = frozenset({"<s>", "</s>", "<unk>"})
 
 
@@ -64,6 +74,59 @@ def _logsumexp(x: np.ndarray) -> np.ndarray:
     peak = x.max(axis=1, keepdims=True)
     out: np.ndarray = peak + np.log(np.exp(x - peak).sum(axis=1, keepdims=True))
     return out
+
+
+class HotwordBoost:
+    """One stream's hotwords as pyctcdecode's beam search scores them: its ``HotwordScorer``
+    interface (``score``, ``score_partial_token``, ``in``), with a weight per word.
+
+    pyctcdecode's own scorer has one weight for all hotwords; a client may weight each
+    phrase. A completed hotword adds its weight to a beam's score; a beam inside one
+    gets the weight in proportion to the letters written so far, so the search keeps it
+    until the word is complete. With an LM, a hotword the LM does not know would also pay
+    the LM's unknown-word penalty, which the boost would first have to repay ("stella"
+    lost to "stellabefore"): ``oov_bonus`` is added to such a word's weight to cancel it.
+    Negative weights only penalize the completed word, not every word sharing its prefix.
+    """
+
+    def __init__(
+        self,
+        hotwords: Sequence[Hotword],
+        *,
+        known: frozenset[str] = frozenset(),
+        oov_bonus: float = 0.0,
+    ) -> None:
+        weights: dict[str, float] = {}
+        for item in hotwords:
+            for word in item.words:
+                if abs(item.weight) > abs(weights.get(word, 0.0)):
+                    weights[word] = item.weight
+        self._bonus = {
+            word: weight + (oov_bonus if weight > 0 and word not in known else 0.0)
+            for word, weight in weights.items()
+        }
+        # prefix -> (weight, length) of the shortest positive hotword starting with it
+        self._prefixes: dict[str, tuple[float, int]] = {}
+        for word, weight in sorted(weights.items(), key=lambda item: -len(item[0])):
+            if weight > 0:
+                for end in range(1, len(word) + 1):
+                    self._prefixes[word[:end]] = (weight, len(word))
+        alternatives = sorted(weights, key=len, reverse=True)
+        self._pattern = re.compile(
+            "|".join(r"(?<!\S)" + re.escape(word) + r"(?!\S)" for word in alternatives)
+        )
+
+    def __contains__(self, token: str) -> bool:
+        return token in self._prefixes
+
+    def score(self, text: str) -> float:
+        """Bonus for every completed hotword in a beam's text."""
+        return sum(self._bonus[word] for word in self._pattern.findall(text))
+
+    def score_partial_token(self, token: str) -> float:
+        """Bonus for a beam inside a hotword, growing with the letters written."""
+        found = self._prefixes.get(token)
+        return 0.0 if found is None else found[0] * len(token) / found[1]
 
 
 class LMDecoder:
@@ -108,12 +171,16 @@ class LMDecoder:
             if len(token) != 1:
                 raise ValueError(f"character vocabulary expected, got token {token!r}")
             labels.append(token)
+        self._alpha = alpha
+        self._has_lm = lm_path is not None
         self._keep = np.array([vocab.blank_id, *others])
         self._merge = np.array(merged, dtype=np.int64)
         self._size = size
         self.beam_width = beam_width
         if lm_path is not None and unigrams is None:
             unigrams = arpa_unigrams(lm_path)
+        self._known = frozenset(unigrams or ())
+        self.boost = functools.lru_cache(maxsize=256)(self._boost)
         self._decoder: Any = build_ctcdecoder(
             labels,
             kenlm_model_path=None if lm_path is None else str(lm_path),
@@ -137,12 +204,24 @@ class LMDecoder:
                 )
         return cls(CtcVocab.from_vocab(vocab), lm_path, **options)
 
-    def decode(self, log_probs: np.ndarray) -> str:
-        """Lowercase text of one utterance from its (frames, vocab) log-probs (or logits)."""
-        return " ".join(word for word, _, _ in self.decode_words(log_probs))
+    @property
+    def has_lm(self) -> bool:
+        return self._has_lm
 
-    def decode_words(self, log_probs: np.ndarray) -> list[tuple[str, int, int]]:
-        """The best beam's words with their ``[start, end)`` frames, in order."""
+    def _boost(self, hotwords: tuple[Hotword, ...]) -> HotwordBoost:
+        """The scorer for one hotword list (cached: a stream decodes many finals with it)."""
+        oov = -self._alpha * _UNK_LOGP_OFFSET / math.log10(math.e) if self._has_lm else 0.0
+        return HotwordBoost(hotwords, known=self._known, oov_bonus=oov)
+
+    def decode(self, log_probs: np.ndarray, hotwords: Sequence[Hotword] = ()) -> str:
+        """Lowercase text of one utterance from its (frames, vocab) log-probs (or logits)."""
+        return " ".join(word for word, _, _ in self.decode_words(log_probs, hotwords))
+
+    def decode_words(
+        self, log_probs: np.ndarray, hotwords: Sequence[Hotword] = ()
+    ) -> list[tuple[str, int, int]]:
+        """The best beam's words with their ``[start, end)`` frames, in order; ``hotwords``
+        are favoured (see :class:`HotwordBoost`)."""
         x = np.asarray(log_probs, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self._size:
             raise ValueError(f"expected (frames, {self._size}) scores, got shape {x.shape}")
@@ -152,6 +231,19 @@ class LMDecoder:
         columns = x[:, self._keep]
         if self._merge.size:
             columns[:, 0] = np.logaddexp(columns[:, 0], _logsumexp(x[:, self._merge])[:, 0])
-        beams = self._decoder.decode_beams(columns, beam_width=self.beam_width)
+        if hotwords:
+            # decode_beams takes one weight for every hotword; its search itself takes any
+            # scorer (the same call decode_beams makes, after the same clipping).
+            beams = self._decoder._decode_logits(
+                np.clip(columns, _MIN_LOGP, 0.0),
+                beam_width=self.beam_width,
+                beam_prune_logp=_PRUNE_LOGP,
+                token_min_logp=_TOKEN_MIN_LOGP,
+                prune_history=False,
+                hotword_scorer=self.boost(tuple(hotwords)),
+                lm_start_state=None,
+            )
+        else:
+            beams = self._decoder.decode_beams(columns, beam_width=self.beam_width)
         frames = beams[0][2] if beams else []
         return [(word, int(start), int(end)) for word, (start, end) in frames if word.strip()]

@@ -92,7 +92,7 @@ class Server:
         the configured host and port."""
         await self._start_engine()
         assert self.info is not None
-        if self.config.lm.enabled and self.rescorer is None:
+        if self.rescorer is None:  # LM finals by default; a beam search for hotwords
             source = resolve_model(self.config.model.name)
             self.rescorer = await asyncio.to_thread(
                 build_rescorer, self.config.lm, self.info.vocab, source
@@ -249,7 +249,7 @@ class Server:
             "engine_load": round(engine.load, 3) if engine else 0.0,
             "batches": round(engine.stats.batches, 2) if engine else 0,
             "mean_batch": round(engine.stats.mean_batch, 2) if engine else 0.0,
-            "lm": self.config.lm.path,
+            "lm": str(self.rescorer.lm_path) if self.rescorer and self.rescorer.lm_path else None,
             "lm_finals": self.rescorer.decoded if self.rescorer else 0,
         }
 
@@ -263,7 +263,7 @@ class Server:
             self.info.geometry,
             self.config.vad,
             self.config.window.resolved(self.info.device),
-            rescore_finals=self.rescorer is not None,
+            rescore_finals=self.rescorer is not None and self.rescorer.has_lm,
         )
         assert ws.request is not None
         route = self.routes.stream(ws.request.path)

@@ -120,7 +120,8 @@ def test_deepgram_params() -> None:
     assert params.format == AudioFormat(48000, "pcm_f32le")
     assert params.interim_results and params.vad_events and params.punctuated_words
     assert not params.endpointing and params.utterance_end_ms == 1000
-    assert params.ignored == ("keyterm", "model")
+    assert params.ignored == ("model",)  # keyterm is honoured: hotwords
+    assert [h.phrase for h in params.hotwords] == ["a", "b"]
     assert parse_params("encoding=linear16&sample_rate=8000&endpointing=300").endpointing
 
 

@@ -36,6 +36,7 @@ class _PendingUtteranceEnd:
 
 class DeepgramCodec(Codec):
     name = "deepgram"
+    supports_hotwords = True
     paths: ClassVar[tuple[str, ...]] = ("/v1/listen",)
 
     def __init__(self, stream: Stream) -> None:
@@ -69,6 +70,11 @@ class DeepgramCodec(Codec):
         if self.params.ignored:
             self.log.info("deepgram parameters ignored: %s", ", ".join(self.params.ignored))
         if self.session.ended:
+            return False
+        try:  # keywords/keyterm the model cannot write, or a server without the decoder
+            self.driver.set_hotwords(self.params.hotwords)
+        except StreamError as exc:
+            await self.stream.refuse(POLICY, f"INVALID_QUERY_PARAMETER: {exc.message}")
             return False
         if self.params.format is None:
             self._wav = WavStream()

@@ -1,8 +1,9 @@
 """Deepgram live transcription (``/v1/listen``): query parameters and credentials, pure.
 
 Reference: Deepgram's streaming API documentation and the ``deepgram-sdk`` listen v1
-client. Parameters this engine cannot honour (model, language, keyterms, diarize, ...) are
-accepted and ignored; parameters that would make the audio undecodable are refused.
+client. Parameters this engine cannot honour (model, language, diarize, ...) are accepted
+and ignored; parameters that would make the audio undecodable are refused, and so are
+``keywords``/``keyterm`` lists the decoder could not use (too many, too long, bad boosts).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from ..audio import AudioFormat
 from ..errors import StreamError
+from ..hotwords import DEFAULT_WEIGHT, MAX_WEIGHT, Hotword, HotwordError, hotword, hotword_list
 from .base import HttpReply
 
 ENCODINGS = {"linear16": "pcm_s16le", "linear32": "pcm_f32le"}
@@ -28,6 +30,8 @@ HONOURED = (
     "vad_events",
     "punctuate",
     "smart_format",
+    "keywords",
+    "keyterm",
 )
 
 
@@ -43,11 +47,13 @@ class ListenParams:
     utterance_end_ms: int | None = None
     vad_events: bool = False
     punctuated_words: bool = False
+    hotwords: tuple[Hotword, ...] = ()  # keywords and keyterm
     ignored: tuple[str, ...] = field(default=())
 
 
 def parse_params(query: str) -> ListenParams:
-    values = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
+    repeated = parse_qs(query, keep_blank_values=True)
+    values = {k: v[-1] for k, v in repeated.items()}
     encoding = values.get("encoding")
     fmt = None
     if encoding is not None:
@@ -80,8 +86,37 @@ def parse_params(query: str) -> ListenParams:
         utterance_end_ms=utterance_end,
         vad_events=_boolean(values, "vad_events"),
         punctuated_words=punctuate,
+        hotwords=_hotwords(repeated.get("keywords", []), repeated.get("keyterm", [])),
         ignored=tuple(sorted(set(values) - set(HONOURED) - {"token"})),
     )
+
+
+def _hotwords(keywords: list[str], keyterms: list[str]) -> tuple[Hotword, ...]:
+    """``keywords=WORD:INTENSIFIER`` (repeatable; the intensifier defaults to 1, negative
+    suppresses) and ``keyterm=PHRASE`` (repeatable, weight of intensifier 1). Deepgram's
+    intensifier is a boost factor; here it scales the default hotword weight (10 per
+    unit), capped at the largest weight (50)."""
+    items = []
+    try:
+        for keyword in keywords:
+            word, sep, boost = keyword.rpartition(":")
+            if not sep:
+                word, boost = keyword, "1"
+            try:
+                factor = float(boost)
+            except ValueError:
+                raise ParamError(
+                    f"keywords: the intensifier of {word[:30]!r} must be a number, got "
+                    f"{boost[:20]!r} (keywords=WORD:INTENSIFIER)"
+                ) from None
+            if factor != factor or abs(factor) == float("inf"):
+                raise ParamError(f"keywords: the intensifier of {word[:30]!r} must be finite")
+            weight = max(-MAX_WEIGHT, min(MAX_WEIGHT, DEFAULT_WEIGHT * factor))
+            items.append(hotword(word, weight))
+        items.extend(hotword(term) for term in keyterms)
+        return hotword_list(items)
+    except HotwordError as exc:
+        raise ParamError(f"{'keyterm' if keyterms else 'keywords'}: {exc}") from None
 
 
 def _boolean(values: Mapping[str, str], name: str) -> bool:

@@ -17,6 +17,7 @@ from .base import Codec, Message
 
 class NativeCodec(Codec):
     name = "native"
+    supports_hotwords = True
     paths: ClassVar[tuple[str, ...]] = ("/v1/stream",)
     root = True
     answers_after_end = True
@@ -46,8 +47,9 @@ class NativeCodec(Codec):
             raise StreamError("after_end", "message received after end")
         message = wire.parse_client_text(text)
         if isinstance(message, wire.Start):
+            self.stream.driver.set_hotwords(message.hotwords)
             self.stream.driver.begin(message.format)
-            self.stream.put(wire.started(message.format))
+            self.stream.put(wire.started(message.format, len(message.hotwords)))
         elif isinstance(message, wire.Flush):
             self.stream.driver.flush()
         else:

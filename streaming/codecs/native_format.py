@@ -14,11 +14,13 @@ from ..audio import AudioFormat
 from ..config import MODEL_SAMPLE_RATE
 from ..errors import StreamError
 from ..events import ErrorEvent, Event, Final, Lag, Partial, WordTiming
+from ..hotwords import Hotword, HotwordError, from_json
 
 
 @dataclass(frozen=True)
 class Start:
     format: AudioFormat
+    hotwords: tuple[Hotword, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,7 @@ class End:
 
 ClientMessage = Start | Flush | End
 
-_START_FIELDS = {"type", "sample_rate", "encoding", "channels"}
+_START_FIELDS = {"type", "sample_rate", "encoding", "channels", "hotwords"}
 
 
 def parse_client_text(text: str) -> ClientMessage:
@@ -77,7 +79,11 @@ def _parse_start(data: dict[str, Any]) -> Start:
         raise StreamError(
             "unsupported_channels", f"only mono audio is supported, got channels={channels!r}"
         )
-    return Start(AudioFormat(rate, encoding))
+    try:
+        hotwords = from_json(data.get("hotwords", []))
+    except HotwordError as exc:
+        raise StreamError("invalid_hotwords", str(exc)) from None
+    return Start(AudioFormat(rate, encoding), hotwords)
 
 
 def _json_type(value: object) -> str:
@@ -102,8 +108,14 @@ def ready(session_id: str, model: str) -> dict[str, Any]:
     }
 
 
-def started(fmt: AudioFormat) -> dict[str, Any]:
-    return {"type": "started", "sample_rate": fmt.sample_rate, "encoding": fmt.encoding}
+def started(fmt: AudioFormat, hotwords: int = 0) -> dict[str, Any]:
+    """``hotwords``: how many phrases the finals favour (the field only when some are)."""
+    message: dict[str, Any] = {
+        "type": "started", "sample_rate": fmt.sample_rate, "encoding": fmt.encoding
+    }  # fmt: skip
+    if hotwords:
+        message["hotwords"] = hotwords
+    return message
 
 
 def error(code: str, message: str, *, fatal: bool = False) -> dict[str, Any]:

@@ -29,6 +29,7 @@ POLL_S = 0.005
 
 class VoskCodec(Codec):
     name = "vosk"
+    supports_hotwords = True
     paths: ClassVar[tuple[str, ...]] = ("/vosk",)
     root = True
 
@@ -68,6 +69,11 @@ class VoskCodec(Codec):
             self.log.info("config after audio ignored, as vosk-server does")
             return
         self.options = vosk_format.apply_config(self.options, command.config)
+        if "phrase_list" in command.config:
+            try:
+                self.driver.set_hotwords(self.options.hotwords)
+            except StreamError as exc:
+                raise vosk_format.VoskProtocolError(f"phrase_list: {exc.message}") from None
         ignored = sorted(set(command.config) & set(vosk_format.IGNORED_CONFIG))
         if ignored:
             self.log.info("vosk config fields not supported, ignored: %s", ignored)

@@ -14,11 +14,13 @@ from typing import Any
 from ..audio import AudioFormat
 from ..errors import StreamError
 from ..events import Final, WordTiming
+from ..hotwords import Hotword, HotwordError, from_json
 
 # vosk-server reads VOSK_SAMPLE_RATE with a default of 8000 (telephony models); a client
 # that sends no config frame is streaming at that rate.
 DEFAULT_SAMPLE_RATE = 8000
-IGNORED_CONFIG = ("phrase_list",)
+IGNORED_CONFIG = ("model", "spk")  # per-stream model choice, speaker model
+UNKNOWN_WORD = "[unk]"  # a Vosk grammar's "anything else" entry: no hotword
 
 
 class VoskProtocolError(Exception):
@@ -30,6 +32,7 @@ class VoskOptions:
     sample_rate: int = DEFAULT_SAMPLE_RATE
     words: bool = True  # vosk-server's VOSK_SHOW_WORDS default
     max_alternatives: int = 0
+    hotwords: tuple[Hotword, ...] = ()  # from phrase_list
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,21 @@ def apply_config(options: VoskOptions, config: Mapping[str, Any]) -> VoskOptions
         if count < 0:
             raise VoskProtocolError("max_alternatives must be >= 0")
         changes["max_alternatives"] = count
+    if "phrase_list" in config:
+        changes["hotwords"] = _phrase_list(config["phrase_list"])
     return replace(options, **changes)
+
+
+def _phrase_list(value: object) -> tuple[Hotword, ...]:
+    """vosk-server's ``phrase_list`` (a Kaldi grammar: only these phrases may be said) is
+    read as hotwords: the phrases are favoured, other words stay possible. ``[unk]`` is
+    skipped; an entry may also be ``{"phrase", "weight"}`` as in the native protocol."""
+    if isinstance(value, list):
+        value = [entry for entry in value if entry != UNKNOWN_WORD]
+    try:
+        return from_json(value)
+    except HotwordError as exc:
+        raise VoskProtocolError(f"phrase_list: {exc}") from None
 
 
 def _sample_rate(value: object) -> int:

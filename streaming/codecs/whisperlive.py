@@ -31,6 +31,7 @@ WAIT_HINT_MINUTES = 1.0
 
 class WhisperLiveCodec(Codec):
     name = "whisperlive"
+    supports_hotwords = True  # an extension: the stock client sends no hotwords
     paths: ClassVar[tuple[str, ...]] = ("/whisperlive",)
     root = True
 
@@ -66,6 +67,12 @@ class WhisperLiveCodec(Codec):
             await self.stream.refuse(POLICY, str(exc))
             return False
         if self.session.ended:  # the server began shutting down meanwhile
+            return False
+        try:  # phrases the model cannot write, or a server without the decoder
+            self.driver.set_hotwords(self.options.hotwords)
+        except StreamError as exc:
+            await self.stream.send_now(wl.status(self.options.uid, "ERROR", exc.message))
+            await self.stream.refuse(POLICY, exc.message)
             return False
         self._completed = deque(maxlen=self.options.send_last_n_segments)
         self.driver.begin(AudioFormat(MODEL_SAMPLE_RATE, "pcm_f32le"))

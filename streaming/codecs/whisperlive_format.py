@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..events import Final, Partial
+from ..hotwords import Hotword, HotwordError, from_json
 
 END_OF_AUDIO = b"END_OF_AUDIO"
 # The stock client builds its transcript and writes its .srt only when the server says it
@@ -34,6 +35,7 @@ class Options:
     send_last_n_segments: int = DEFAULT_LAST_N_SEGMENTS
     translate: bool = False
     language: str | None = None
+    hotwords: tuple[Hotword, ...] = ()
 
 
 def parse_options(frame: str | bytes) -> Options:
@@ -56,7 +58,22 @@ def parse_options(frame: str | bytes) -> Options:
         send_last_n_segments=last_n,
         translate=data.get("task") == "translate" or bool(data.get("enable_translation")),
         language=language if isinstance(language, str) else None,
+        hotwords=_hotwords(data.get("hotwords"), uid),
     )
+
+
+def _hotwords(value: object, uid: Any) -> tuple[Hotword, ...]:
+    """``hotwords``: not sent by the stock client (its options have no such field), but
+    faster-whisper's ``hotwords`` option is a string, so a comma-separated string of
+    phrases is read, as is a list like the native protocol's."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [phrase for phrase in value.split(",") if phrase.strip()]
+    try:
+        return from_json(value)
+    except HotwordError as exc:
+        raise OptionsError(f"hotwords: {exc}", uid) from None
 
 
 # -- server → client ----------------------------------------------------------------
