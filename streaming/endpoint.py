@@ -28,6 +28,7 @@ from .errors import StreamError
 from .metrics import Metrics
 from .outbox import Outbox
 from .rescoring import FinalRescorer
+from .resume import TokenSigner
 from .session import Session
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class StreamContext:
     model_name: str
     metrics: Metrics
     rescorer: FinalRescorer | None = None
+    signer: TokenSigner | None = None  # signs resume tokens (codecs that support resume)
 
 
 class Endpoint:
@@ -60,6 +62,7 @@ class Endpoint:
         self.session_id = ctx.session_id
         self.model_name = ctx.model_name
         self.metrics = ctx.metrics
+        self.signer = ctx.signer
         assert ctx.ws.request is not None
         self.request_path = ctx.ws.request.path
         self.log = logging.LoggerAdapter(log, {"session": ctx.session_id})

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from math import gcd
 
 import numpy as np
 
@@ -20,6 +21,7 @@ from .decoding import CtcVocab, Word
 from .errors import StreamError
 from .events import ErrorEvent, Event, Final, Partial, WordTiming
 from .geometry import FrameGeometry
+from .resume import ResumeState, UtteranceState
 from .stabilizer import Hypothesis, Stabilizer
 from .utterance import StreamTail, Utterance, WindowRequest
 from .vad import SpeechAudio, SpeechDetector, SpeechEnd, SpeechStart, VadGate, webrtc_detector
@@ -60,6 +62,21 @@ class PendingFinal:
 
 SessionEvent = Event | PendingFinal
 
+# A resumed stream replays this much audio before the VAD gate proper starts, so webrtcvad
+# (which adapts to the noise floor) has heard it; and this much more before a resampled
+# stream's first kept sample, so the resampler's filter is filled as it was.
+VAD_WARMUP_MS = 500
+RESAMPLER_WARMUP_MS = 50
+
+
+@dataclass
+class _Resuming:
+    """A resumed session until its replay reaches the point where the VAD gate starts."""
+
+    state: ResumeState
+    skip: int  # resampled samples still to drop
+    warm: list[np.ndarray]
+
 
 class Session:
     """Turns one client's audio into partial and final events.
@@ -96,6 +113,11 @@ class Session:
         self._inflight: WindowRequest | None = None
         self._last_partial: dict[int, tuple[str, str]] = {}
         self._input_samples = 0
+        self._resuming: _Resuming | None = None
+        self._seeds: dict[int, tuple[WordTiming, ...]] = {}
+        self._replay_windows: dict[int, UtteranceState] = {}
+        self._committed: dict[int, tuple[WordTiming, ...]] = {}
+        self.resumed_from: ResumeState | None = None
         self.audio_started = False
         self.started = False
         self.ended = False
@@ -114,6 +136,79 @@ class Session:
         self.format = fmt
         self._resampler = Resampler(fmt.sample_rate)
         self.started = True
+
+    def resume(self, state: ResumeState) -> None:
+        """Continue a stream another session started (``streaming.resume``): the input
+        format, stream position, utterance ids and committed words carry on from ``state``;
+        the client then sends its audio from ``state.replay``."""
+        if self.ended or self.audio_started or self.started:
+            raise StreamError("resume_after_start", "resume must be the first message")
+        self.start(AudioFormat(state.sample_rate, state.encoding))
+        self._input_samples = state.replay
+        self._next_utterance_id = state.open[0].id if state.open else state.next_id
+        if self._tail is not None:
+            self._tail.end = state.position
+        for utterance in state.open:
+            words = tuple(WordTiming(w, s, e, c, True) for w, s, e, c in utterance.words)
+            if words:
+                self._seeds[utterance.id] = words
+                self._committed[utterance.id] = words
+            self._replay_windows[utterance.id] = utterance
+        self._resuming = _Resuming(state, state.skip, [])
+        self.resumed_from = state
+
+    def resume_state(self) -> ResumeState:
+        """What a new session needs to continue this stream (see ``streaming.resume``):
+        replay from before the first utterance whose final is not out yet (its start,
+        less the VAD warm-up and left context), or, with none, from the oldest audio the
+        VAD could still put into a new utterance."""
+        if self._resuming is not None:  # the replay has not reached the VAD gate yet
+            return replace(self._resuming.state, open=self._open_states())
+        vad = self._vad
+        first = self._utterances[0] if self._utterances else None
+        anchor = first.start_sample if first is not None else vad.silence_from
+        lead = max(VAD_WARMUP_MS * MODEL_SAMPLE_RATE // 1000, self._context)
+        position, replay, skip = self._replay_point(max(0, anchor - lead))
+        return ResumeState(
+            replay=replay,
+            skip=skip,
+            position=position,
+            vad_from=anchor,
+            frames_seen=vad.frames_seen_at(anchor),
+            next_id=first.id if first is not None else self._next_utterance_id,
+            sample_rate=self.format.sample_rate,
+            encoding=self.format.encoding,
+            open=self._open_states(),
+        )
+
+    def _open_states(self) -> tuple[UtteranceState, ...]:
+        if self._resuming is not None:
+            return self._resuming.state.open
+        return tuple(
+            UtteranceState(
+                u.id,
+                u.start_sample,
+                u.opened,
+                tuple(u.windows),
+                tuple(
+                    (w.word, w.start_ms, w.end_ms, w.conf) for w in self._committed.get(u.id, ())
+                ),
+            )
+            for u in self._utterances
+        )
+
+    def _replay_point(self, target: int) -> tuple[int, int, int]:
+        """(stream position, input offset, resampled samples to drop) of a replay that
+        starts at or just before ``target``: exact input offsets need a position on the
+        grid where both rates meet, and a resampler needs a little audio before it."""
+        rate = self.format.sample_rate
+        if rate == MODEL_SAMPLE_RATE:
+            return target, target, 0
+        grid = MODEL_SAMPLE_RATE // gcd(rate, MODEL_SAMPLE_RATE)
+        position = target // grid * grid
+        warm = -(-RESAMPLER_WARMUP_MS * MODEL_SAMPLE_RATE // 1000 // grid) * grid
+        start = max(0, position - warm)
+        return position, start * rate // MODEL_SAMPLE_RATE, position - start
 
     def feed(self, data: bytes) -> list[SessionEvent]:
         """Accept one binary frame of PCM; invalid frames raise a non-fatal StreamError."""
@@ -207,17 +302,46 @@ class Session:
     # -- internals ------------------------------------------------------------------
 
     def _gate(self, samples: np.ndarray) -> list[SessionEvent]:
+        resuming = self._resuming
+        if resuming is not None and resuming.skip:
+            dropped = min(resuming.skip, samples.size)
+            resuming.skip -= dropped
+            samples = samples[dropped:]
         if samples.size == 0:
             return []
         if self._tail is not None:
             self._tail.append(samples)
+        if resuming is not None:
+            return self._warm_up(resuming, samples)
         return self._apply_vad(self._vad.process(samples))
+
+    def _warm_up(self, resuming: _Resuming, samples: np.ndarray) -> list[SessionEvent]:
+        """Replayed audio before the VAD gate's starting point warms the detector up; from
+        there the gate goes on as the first session's did."""
+        state = resuming.state
+        held = sum(chunk.size for chunk in resuming.warm)
+        before = max(0, min(samples.size, state.vad_from - state.position - held))
+        if before:
+            resuming.warm.append(samples[:before])
+            samples = samples[before:]
+        if samples.size == 0:
+            return []
+        self._resuming = None
+        warm = np.concatenate(resuming.warm) if resuming.warm else samples[:0]
+        vad = self._vad
+        vad.warm_up(warm[warm.size % vad.frame :])
+        first = state.open[0] if state.open else None
+        opened = first.opened if first is not None and first.start == state.vad_from else None
+        events = vad.resume(state.vad_from, state.frames_seen, opened)
+        return self._apply_vad([*events, *vad.process(samples)])
 
     def _apply_vad(
         self, vad_events: list[SpeechStart | SpeechAudio | SpeechEnd]
     ) -> list[SessionEvent]:
         for event in vad_events:
             if isinstance(event, SpeechStart):
+                replayed = self._replay_windows.pop(self._next_utterance_id, None)
+                same = replayed is not None and replayed.start == event.at
                 utterance = Utterance(
                     self._next_utterance_id,
                     event.at,
@@ -225,6 +349,8 @@ class Session:
                     Stabilizer(self.vocab, commit_early=not self.rescore_finals),
                     keep_scores=self.rescore_finals,
                     before=self._context_before(event.at),
+                    opened=event.opened if event.opened >= 0 else event.at,
+                    replay_windows=replayed.windows if replayed is not None and same else (),
                 )
                 self._next_utterance_id += 1
                 self._utterances.append(utterance)
@@ -254,19 +380,24 @@ class Session:
             else:
                 events.append(final)
             self._last_partial.pop(utterance.id, None)
+            self._committed.pop(utterance.id, None)
+            self._seeds.pop(utterance.id, None)
         return events
 
     def _partial(
         self, utterance: Utterance, hypothesis: Hypothesis, request: WindowRequest
     ) -> Partial | None:
-        committed = " ".join(w.text for w in hypothesis.committed)
-        tentative = " ".join(w.text for w in hypothesis.tentative)
+        done = tuple(self._timing(utterance, w, True) for w in hypothesis.committed)
+        open_ = tuple(self._timing(utterance, w, False) for w in hypothesis.tentative)
+        done, open_ = self._seeded(utterance.id, done), self._seeded(utterance.id, open_, False)
+        if done and not self.rescore_finals:
+            self._committed[utterance.id] = done
+        committed = " ".join(w.word for w in done)
+        tentative = " ".join(w.word for w in open_)
         if self._last_partial.get(utterance.id) == (committed, tentative):
             return None
         self._last_partial[utterance.id] = (committed, tentative)
-        words = tuple(self._timing(utterance, w, True) for w in hypothesis.committed) + tuple(
-            self._timing(utterance, w, False) for w in hypothesis.tentative
-        )
+        words = done + open_
         return Partial(
             utterance.id,
             committed,
@@ -279,6 +410,7 @@ class Session:
     def _final(self, utterance: Utterance, hypothesis: Hypothesis) -> Final:
         self.finals_sent += 1
         words = tuple(self._timing(utterance, w, True) for w in hypothesis.committed)
+        words = self._seeded(utterance.id, words)
         return Final(
             utterance.id,
             " ".join(w.word for w in words),
@@ -288,6 +420,18 @@ class Session:
             words,
             utterance.reason,
         )
+
+    def _seeded(
+        self, utterance_id: int, words: tuple[WordTiming, ...], lead: bool = True
+    ) -> tuple[WordTiming, ...]:
+        """A resumed utterance's words: those committed before the resume (from the token),
+        then the decoded ones after the last of them (re-decoded ones up to it are the same
+        words, already sent). ``lead``: put the seeded words first."""
+        seeds = self._seeds.get(utterance_id)
+        if not seeds:
+            return words
+        later = tuple(w for w in words if w.start_ms >= seeds[-1].end_ms)
+        return seeds + later if lead else later
 
     def _timing(self, utterance: Utterance, word: Word, committed: bool) -> WordTiming:
         stride = self.geometry.stride

@@ -86,8 +86,15 @@ class Utterance:
         *,
         keep_scores: bool = False,
         before: np.ndarray | None = None,
+        opened: int | None = None,
+        replay_windows: tuple[int, ...] = (),
     ) -> None:
         self.id = utterance_id
+        # Where the VAD opened it, and the hop count of every non-final window run so far:
+        # what a resumed session needs to run the very same windows (streaming.resume).
+        self.opened = start_sample if opened is None else opened
+        self.windows: list[int] = []
+        self._replay = deque(replay_windows)
         # Stream audio just before the utterance, usable as left context (stream_context).
         self.before = before if before is not None else np.zeros(0, dtype=np.float32)
         self.start_sample = start_sample
@@ -130,9 +137,13 @@ class Utterance:
         self.speech_end_sample = speech_end_sample
 
     def next_request(self) -> WindowRequest | None:
-        plan = self._planner.next(
-            self.stable_frames, len(self.audio), self.closed, self.before.size
-        )
+        plan = self._replayed_plan() if self._replay else None
+        if plan is None and self._replay:
+            return None  # waiting for the audio of the next replayed window
+        if plan is None:
+            plan = self._planner.next(
+                self.stable_frames, len(self.audio), self.closed, self.before.size
+            )
         if plan is None:
             return None
         if plan.start >= 0:
@@ -142,10 +153,27 @@ class Utterance:
             self.id, plan, np.concatenate([context, self.audio.slice(0, plan.end)])
         )
 
+    def _replayed_plan(self) -> WindowPlan | None:
+        """The next of the windows the stream ran before it was resumed here: the same
+        hop count over the same audio (None until that much audio is back)."""
+        planner = self._planner
+        stable_end = self.stable_frames * planner.geometry.stride
+        needed = stable_end + self._replay[0] * planner.chunk + planner.right
+        if len(self.audio) < needed:
+            if self.closed:  # it ended sooner this time: plan as usual from here
+                self._replay.clear()
+            return None
+        return planner.next(self.stable_frames, needed, False, self.before.size)
+
     def apply(self, plan: WindowPlan, logprobs: np.ndarray) -> Hypothesis:
         """Stitch one window's output in; returns the new hypothesis."""
         if plan.keep_from != self.stable_frames:
             raise RuntimeError("window result does not continue the stable frames")
+        if not plan.final:
+            stride = self._planner.geometry.stride
+            self.windows.append((plan.keep_to - plan.keep_from) * stride // self._planner.chunk)
+            if self._replay:
+                self._replay.popleft()
         ids, probs = best_path(logprobs)
         offset = plan.start // self._planner.geometry.stride
         keep = slice(plan.keep_from - offset, plan.keep_to - offset)

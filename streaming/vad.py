@@ -33,9 +33,11 @@ def webrtc_detector(aggressiveness: int) -> SpeechDetector:
 
 @dataclass(frozen=True)
 class SpeechStart:
-    """An utterance opens at stream sample ``at`` (pre-roll included)."""
+    """An utterance opens at stream sample ``at`` (pre-roll included); the VAD decided so
+    at ``opened`` (the end of its onset, or ``at`` itself after a max-length cut)."""
 
     at: int
+    opened: int = -1
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,55 @@ class VadGate:
         self._silent_run = 0
         self._last_voiced_end = 0
         self._frames_seen = 0
+        self._force_open: int | None = None  # resumed: open (only) when a frame ends here
+
+    # -- resume (streaming.resume): continue a stream another gate started ----------------
+
+    @property
+    def frame(self) -> int:
+        return self._frame
+
+    @property
+    def position(self) -> int:
+        """Stream position of the next frame's first sample."""
+        return self._position
+
+    @property
+    def silence_from(self) -> int:
+        """Where the audio that a new utterance may still take begins (silence state):
+        the oldest frame in the onset/pre-roll ring, else the next frame."""
+        return self._ring[0][0] if self._ring else self._position
+
+    def frames_seen_at(self, position: int) -> int:
+        """How many frames this gate had seen when it reached ``position`` (a frame start)."""
+        return max(0, self._frames_seen - (self._position - position) // self._frame)
+
+    def warm_up(self, samples: np.ndarray) -> None:
+        """Run the detector over whole frames of earlier audio and forget its decisions:
+        webrtcvad adapts to the noise floor, so a resumed gate first hears what came before."""
+        for i in range(samples.size // self._frame):
+            frame = samples[i * self._frame : (i + 1) * self._frame]
+            self._detector.is_speech(to_int16_bytes(frame), self.sample_rate)
+
+    def resume(self, position: int, frames_seen: int, opened: int | None) -> list[VadEvent]:
+        """Continue at ``position`` as the original gate did: in silence, or (``opened``)
+        with an utterance that starts at ``position`` and opened once a frame ended at
+        ``opened`` (at once if ``opened == position``)."""
+        self._position = position
+        self._pending = np.zeros(0, dtype=np.float32)
+        self._frames_seen = frames_seen
+        self._ring.clear()
+        self._in_speech = False
+        self._force_open = None
+        if opened is None:
+            return []
+        if opened == position:
+            self._in_speech = True
+            self._utterance_start = self._last_voiced_end = position
+            self._silent_run = 0
+            return [SpeechStart(position, position)]
+        self._force_open = opened
+        return []
 
     def process(self, samples: np.ndarray) -> list[VadEvent]:
         """Consume any number of samples; returns events in stream order."""
@@ -130,6 +181,10 @@ class VadGate:
         end = start + frame.size
         if not self._in_speech:
             self._ring.append((start, frame, voiced))
+            if self._force_open is not None:
+                if end >= self._force_open:
+                    self._open(events, audio, end)
+                return
             recent = list(self._ring)[-self._onset_frames :]
             if sum(v for _, _, v in recent) >= self._onset_needed:
                 self._open(events, audio, end)
@@ -148,12 +203,13 @@ class VadGate:
             self._in_speech = True
             self._utterance_start = end
             self._last_voiced_end = end
-            events.append(SpeechStart(end))
+            events.append(SpeechStart(end, end))
 
     def _open(self, events: list[VadEvent], audio: list[np.ndarray], end: int) -> None:
         frames = list(self._ring)
         self._utterance_start = frames[0][0]
-        events.append(SpeechStart(self._utterance_start))
+        self._force_open = None
+        events.append(SpeechStart(self._utterance_start, end))
         audio.extend(f for _, f, _ in frames)
         self._last_voiced_end = max((s + f.size for s, f, v in frames if v), default=end)
         self._ring.clear()
