@@ -382,6 +382,21 @@ class ServerConfig:
         help="require this token (Authorization: Bearer TOKEN, or ?token=TOKEN); repeat for "
         "several; also read from $STREAMING_AUTH_TOKENS (comma-separated)",
     )
+    resume_key: str | None = setting(
+        None,
+        group=SECURITY,
+        metavar="KEY",
+        secret=True,
+        help="key (16+ characters) signing the resume tokens of native streams; give every "
+        "replica behind one balancer the same key, so a stream cut from one resumes on "
+        "another; also read from $STREAMING_RESUME_KEY (default: a random key per process: "
+        "streams resume only on the same process)",
+    )
+    resume_ttl_s: float = setting(
+        300.0,
+        group=LIMITS,
+        help="how long a resume token stays valid: the longest outage a stream survives",
+    )
     tls_cert_file: str | None = setting(
         None,
         flag="--tls-cert",
@@ -449,6 +464,10 @@ class ServerConfig:
             raise ValueError("timeouts must be positive")
         if self.protocol not in ROOT_PROTOCOLS:
             raise ValueError(f"protocol must be one of {', '.join(ROOT_PROTOCOLS)}")
+        if self.resume_key is not None and len(self.resume_key.encode()) < 16:
+            raise ValueError("the resume key needs at least 16 bytes")
+        if self.resume_ttl_s <= 0:
+            raise ValueError("resume token lifetime must be positive")
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("TLS needs both a certificate file and a key file")
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import socket
 import uuid
 from http import HTTPStatus
@@ -33,11 +34,14 @@ from .engines import LOCAL, build_engine, shared_engine_url
 from .metrics import Metrics
 from .model import LoadedModel, ModelInfo, resolve_model
 from .rescoring import FinalRescorer, build_rescorer
+from .resume import TokenSigner
 from .routes import PageRoute, RouteTable, route_table
 from .security import presented_token, redacting_logger, server_tls_context, token_allowed
 from .session import Session
 
 log = logging.getLogger(__name__)
+
+RESUME_KEY_ENV = "STREAMING_RESUME_KEY"
 
 # /health "status" for each admission decision ("overloaded" counts as full).
 HEALTH_STATUS = {"admitted": "ready", "shutting_down": "draining", "full": "full"}
@@ -76,6 +80,9 @@ class Server:
         self.metrics = Metrics(worker)
         self._closing = False
         self.sessions_total = 0
+        key = config.resume_key or os.environ.get(RESUME_KEY_ENV)
+        self.shared_resume_key = bool(key)
+        self.signer = TokenSigner(key.encode() if key else secrets.token_bytes(32))
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -114,6 +121,12 @@ class Server:
             logger=redacting_logger(),
         )
         log.info("listening on %s", self.url)
+        if not self.shared_resume_key:
+            log.info(
+                "no --resume-key (or $%s): native streams resume only on this process; "
+                "give every replica the same key to resume on any",
+                RESUME_KEY_ENV,
+            )
 
     async def _start_engine(self) -> None:
         """The in-process engine (loaded unless given, warmed up), or the client of the
@@ -281,6 +294,7 @@ class Server:
             self.config.model.name,
             self.metrics,
             self.rescorer,
+            self.signer,
         )
         endpoint = Endpoint(context, route.codec)
         self._connections.add(endpoint)

@@ -21,6 +21,7 @@ from ..hotwords import Hotword, HotwordError, from_json
 class Start:
     format: AudioFormat
     hotwords: tuple[Hotword, ...] = ()
+    resume: bool = False  # the client wants acks and resume tokens (docs/protocol.md)
 
 
 @dataclass(frozen=True)
@@ -33,9 +34,14 @@ class End:
     pass
 
 
-ClientMessage = Start | Flush | End
+@dataclass(frozen=True)
+class Resume:
+    token: str
 
-_START_FIELDS = {"type", "sample_rate", "encoding", "channels", "hotwords"}
+
+ClientMessage = Start | Flush | End | Resume
+
+_START_FIELDS = {"type", "sample_rate", "encoding", "channels", "hotwords", "resume"}
 
 
 def parse_client_text(text: str) -> ClientMessage:
@@ -52,6 +58,8 @@ def parse_client_text(text: str) -> ClientMessage:
         raise StreamError("invalid_message", 'message needs a string "type" field')
     if kind == "start":
         return _parse_start(data)
+    if kind == "resume":
+        return _parse_resume(data)
     if kind in ("flush", "end"):
         extra = sorted(set(data) - {"type"})
         if extra:
@@ -83,7 +91,20 @@ def _parse_start(data: dict[str, Any]) -> Start:
         hotwords = from_json(data.get("hotwords", []))
     except HotwordError as exc:
         raise StreamError("invalid_hotwords", str(exc)) from None
-    return Start(AudioFormat(rate, encoding), hotwords)
+    resume = data.get("resume", False)
+    if not isinstance(resume, bool):
+        raise StreamError("invalid_field", f"resume must be a boolean, got {_json_type(resume)}")
+    return Start(AudioFormat(rate, encoding), hotwords, resume)
+
+
+def _parse_resume(data: dict[str, Any]) -> Resume:
+    unknown = sorted(set(data) - {"type", "token"})
+    if unknown:
+        raise StreamError("invalid_field", f"resume has unknown fields {unknown[:5]}")
+    token = data.get("token")
+    if not isinstance(token, str):
+        raise StreamError("invalid_field", f"resume needs a string token, got {_json_type(token)}")
+    return Resume(token)
 
 
 def _json_type(value: object) -> str:
@@ -120,6 +141,29 @@ def started(fmt: AudioFormat, hotwords: int = 0) -> dict[str, Any]:
 
 def error(code: str, message: str, *, fatal: bool = False) -> dict[str, Any]:
     return {"type": "error", "code": code, "message": message, "fatal": fatal}
+
+
+# -- resume (docs/protocol.md, "Resume") ---------------------------------------------
+
+
+def ack(offset: int, token: str) -> dict[str, Any]:
+    """Audio before input sample ``offset`` is no longer needed to resume with ``token``."""
+    return {"type": "ack", "offset": offset, "token": token}
+
+
+def resumed(stream_id: str, offset: int, fmt: AudioFormat, utterance_id: int) -> dict[str, Any]:
+    return {
+        "type": "resumed",
+        "stream_id": stream_id,
+        "offset": offset,
+        "sample_rate": fmt.sample_rate,
+        "encoding": fmt.encoding,
+        "utterance_id": utterance_id,
+    }
+
+
+def moved(offset: int, token: str, message: str) -> dict[str, Any]:
+    return {"type": "moved", "offset": offset, "token": token, "message": message}
 
 
 def event_message(event: Event) -> dict[str, Any]:
