@@ -286,6 +286,8 @@ def _session_options(
         token=args.token,
         cafile=args.cafile,
         stop=stop,
+        resume=not args.no_resume,
+        max_unacked_s=args.max_unacked_s,
     )
 
 

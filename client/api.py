@@ -34,7 +34,9 @@ async def stream_file(
     """Stream one audio file as one session, paced at `speed` × real time (1 = like a live
     microphone, 0 = as fast as the connection takes it). `options`: those of
     `stream_audio` (listener, retries, retry_delay, open_timeout, finish_timeout,
-    tolerance_ms, token, cafile, stop).
+    tolerance_ms, token, cafile, stop, resume, max_unacked_s). With `resume` (the
+    default) a dropped connection or a draining server does not end the stream: the client
+    reconnects to `url` and resumes it (`result.resumes` lists each time).
 
     Raises `AudioFileError` for an unreadable file and `ConnectError` when no session could
     be opened; anything that goes wrong during the session is in `result.failure`.

@@ -12,6 +12,7 @@ import contextlib
 import json
 import ssl
 import time
+from collections import deque
 from collections.abc import AsyncIterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypedDict
@@ -25,6 +26,12 @@ DEFAULT_URL = "ws://127.0.0.1:8765/"
 #: Close codes after which connecting again later may work (1013 = server full).
 RETRYABLE_CLOSE_CODES = (1013,)
 MAX_RETRY_DELAY_S = 10.0
+#: Audio kept for a resume, at most (seconds): longer than the server's longest utterance
+#: (30 s) plus what it replays before one; past it a dropped stream resumes with a gap.
+DEFAULT_MAX_UNACKED_S = 60.0
+#: Connection attempts when resuming (a replica that just died needs a health check or
+#: two before the balancer stops choosing it).
+RESUME_RETRIES = 6
 
 Message = dict[str, Any]
 
@@ -80,6 +87,7 @@ class StreamResult:
     dropped_blocks: int = 0
     dropped_ms: float = 0.0
     input_overflows: int = 0
+    resumes: list[Message] = field(default_factory=list)  # one per reconnection
 
     def __post_init__(self) -> None:
         self.tracker = LatencyTracker(self.send_log, self.tolerance_ms)
@@ -133,6 +141,7 @@ class StreamResult:
             "dropped_blocks": self.dropped_blocks,
             "dropped_ms": round(self.dropped_ms, 1),
             "input_overflows": self.input_overflows,
+            "resumes": len(self.resumes),
             "latency_ms": self.tracker.summary(),
         }
 
@@ -148,6 +157,7 @@ class StreamResult:
             "transcript": self.transcript,
             "finals": self.finals,
             "errors": self.errors,
+            "resumes": self.resumes,
             # times in these records: seconds since streaming started
             "words": [w.to_json(self._t0) for w in self.tracker.words],
             "utterances": [u.to_json(self._t0) for u in self.tracker.utterances],
@@ -299,6 +309,8 @@ class SessionOptions(TypedDict, total=False):
     token: str | None
     cafile: str | None
     stop: asyncio.Event | None
+    resume: bool
+    max_unacked_s: float
 
 
 async def stream_audio(
@@ -317,6 +329,8 @@ async def stream_audio(
     cafile: str | None = None,
     stop: asyncio.Event | None = None,
     result: StreamResult | None = None,
+    resume: bool = True,
+    max_unacked_s: float = DEFAULT_MAX_UNACKED_S,
 ) -> StreamResult:
     """Stream s16 mono blocks from `source` as one session and collect everything.
 
@@ -324,27 +338,49 @@ async def stream_audio(
     quiet for `finish_timeout` s after `end`) are recorded in `result.failure`; failing to
     connect at all raises `ConnectError`. `stop` marks the result as interrupted (the
     source itself is expected to end when it is set).
+
+    With `resume` (docs/protocol.md, "Resume") the client keeps the audio the server has
+    not acknowledged (at most `max_unacked_s` seconds of it) and, when the connection drops
+    or the server says `moved`, connects to `url` again (through the load balancer: any
+    replica) and resumes the stream: no final is shown twice and none is lost.
     """
     listener = listener or NullListener()
     res = result or StreamResult(
         source=name, url=url, sample_rate=sample_rate, tolerance_ms=tolerance_ms
     )
-    ws, ready, t_ready = await open_session(
-        url,
-        retries=retries,
-        retry_delay=retry_delay,
-        open_timeout=open_timeout,
-        token=token,
-        cafile=cafile,
-        listener=listener,
-    )
+    connect_options: dict[str, Any] = {
+        "retry_delay": retry_delay, "open_timeout": open_timeout, "token": token,
+        "cafile": cafile, "listener": listener,
+    }  # fmt: skip
+    ws, ready, t_ready = await open_session(url, retries=retries, **connect_options)
     res.connected_at = t_ready
     res.session_id = ready.get("session_id")
     res.model = ready.get("model")
     listener.message(ready, t_ready)
+    feed = _Feed(source, sample_rate, int(max_unacked_s * sample_rate) if resume else 0)
+    pump = asyncio.create_task(feed.pump(listener))
+    res.streaming_since = time.monotonic()
+    view = _View(res)
+    first: Message = {**_start_message(res.sample_rate), **({"resume": True} if resume else {})}
+    cursor = 0
     try:
-        await _run(ws, source, res, listener, open_timeout, finish_timeout)
+        while True:
+            dropped = await _run(
+                ws, feed, view, first, cursor, listener, open_timeout, finish_timeout
+            )
+            if dropped is None:
+                break
+            with contextlib.suppress(Exception):
+                await ws.close()
+            reconnected = await _reconnect(url, feed, view, dropped, retries, connect_options)
+            if reconnected is None:
+                break
+            ws, first, cursor = reconnected
     finally:
+        pump.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await pump
+        await feed.aclose()
         with contextlib.suppress(Exception):
             await ws.close()
         if res.closed_at is None:
@@ -354,49 +390,245 @@ async def stream_audio(
     return res
 
 
+def _start_message(rate: int) -> Message:
+    return {"type": "start", "sample_rate": rate, "encoding": "pcm_s16le", "channels": 1}
+
+
+class _Feed:
+    """The source's audio, read by one task for the whole stream (connections come and go),
+    kept from the last acknowledged offset on so a new connection can replay it.
+
+    Reading stays at most `LEAD_S` ahead of what was sent; what is kept for resuming is
+    bounded by `keep` samples (0: nothing is kept once sent, no resume).
+    """
+
+    LEAD_S = 2.0
+
+    def __init__(self, source: AsyncIterable[npt.NDArray[np.int16]], rate: int, keep: int) -> None:
+        self.source = source
+        self.rate = rate
+        self.keep = keep
+        self.blocks: deque[tuple[int, npt.NDArray[np.int16]]] = deque()  # (offset, block)
+        self.total = 0  # samples read from the source
+        self.sent = 0  # furthest offset sent on any connection
+        self.acked = 0
+        self.token: str | None = None
+        self.done = False
+        self.error: BaseException | None = None
+        self.overflowed = False
+        self._changed = asyncio.Event()
+
+    @property
+    def kept_from(self) -> int:
+        return self.blocks[0][0] if self.blocks else self.total
+
+    async def pump(self, listener: Listener) -> None:
+        try:
+            async for block in self.source:
+                if len(block) == 0:
+                    continue
+                while self.total - self.sent > self.LEAD_S * self.rate:
+                    await self._wait()
+                self.blocks.append((self.total, np.ascontiguousarray(block, dtype="<i2")))
+                self.total += len(block)
+                self._trim(listener)
+                self._changed.set()
+        except Exception as exc:  # a failing source (e.g. the sound card) ends the stream
+            self.error = exc
+        finally:
+            self.done = True
+            self._changed.set()
+
+    async def aclose(self) -> None:
+        """Close an async generator source now (e.g. release the sound card), not at GC."""
+        aclose = getattr(self.source, "aclose", None)
+        if aclose is not None:
+            with contextlib.suppress(Exception):
+                await aclose()
+
+    async def _wait(self) -> None:
+        self._changed.clear()
+        await self._changed.wait()
+
+    def piece(self, cursor: int) -> npt.NDArray[np.int16] | None:
+        """The kept audio from offset `cursor` to the end of its block, None if not read yet."""
+        for offset, block in reversed(self.blocks):
+            if offset <= cursor:
+                return block[cursor - offset :] if cursor < offset + len(block) else None
+        return None
+
+    async def next_piece(self, cursor: int) -> npt.NDArray[np.int16] | None:
+        """Wait for audio at `cursor`; None once the source has ended there."""
+        while True:
+            piece = self.piece(cursor)
+            if piece is not None or (self.done and cursor >= self.total):
+                return piece
+            if cursor < self.kept_from:
+                raise ClientError("audio to replay is no longer kept")
+            await self._wait()
+
+    def mark_sent(self, cursor: int, listener: Listener) -> None:
+        if cursor > self.sent:
+            self.sent = cursor
+            self._trim(listener)
+            self._changed.set()
+
+    def acknowledge(self, offset: int, token: str | None, listener: Listener) -> None:
+        self.acked = max(self.acked, offset)
+        if token is not None:
+            self.token = token
+        self._trim(listener)
+
+    def _trim(self, listener: Listener) -> None:
+        """Drop what no resume needs; past `keep` samples, drop the oldest anyway."""
+        needed = min(self.acked, self.sent) if self.keep else self.sent
+        while self.blocks and self.blocks[0][0] + len(self.blocks[0][1]) <= needed:
+            self.blocks.popleft()
+        while self.keep and self.blocks and self.total - self.blocks[0][0] > self.keep:
+            self.blocks.popleft()
+            if not self.overflowed:
+                self.overflowed = True
+                listener.status(
+                    f"resume: the server has not acknowledged the last "
+                    f"{self.keep / self.rate:g} s of audio (the most this client keeps): "
+                    "a dropped connection can no longer be resumed without a gap"
+                )
+
+
+class _View:
+    """What one stream showed across its connections: finals once each, in order, with
+    the times and utterance ids of the stream as the client sent it."""
+
+    def __init__(self, res: StreamResult) -> None:
+        self.res = res
+        self.last_final = -1
+        self.shift_ms = 0  # a new stream after a refused resume: its times start later
+        self.shift_ids = 0
+        self.resumable = False  # the server acknowledges (it sent an ack or resumed)
+
+    def adjust(self, msg: Message) -> Message | None:
+        """`msg` in the stream's own terms; None for a result already shown in full."""
+        if self.shift_ms or self.shift_ids:
+            msg = _shifted(msg, self.shift_ms, self.shift_ids)
+        uid = msg.get("utterance_id")
+        if msg.get("type") in ("partial", "final") and isinstance(uid, int):
+            if uid <= self.last_final:
+                return None  # re-sent after a resume: the client already has its final
+            if msg["type"] == "final":
+                self.last_final = uid
+        return msg
+
+
+def _shifted(msg: Message, ms: int, ids: int) -> Message:
+    out = dict(msg)
+    for key in ("start_ms", "end_ms", "audio_ms"):
+        if isinstance(out.get(key), (int, float)):
+            out[key] += ms
+    if isinstance(out.get("utterance_id"), int):
+        out["utterance_id"] += ids
+    if isinstance(out.get("words"), list):
+        out["words"] = [
+            {**w, "start_ms": w["start_ms"] + ms, "end_ms": w["end_ms"] + ms}
+            for w in out["words"]
+            if isinstance(w, dict)
+        ]
+    return out
+
+
+@dataclass
+class _Dropped:
+    """A connection that ended before the stream did, in a way a resume can mend."""
+
+    why: str  # for the person: "connection lost …" / "moved: …"
+    failure: str  # what `failure` says when it cannot be resumed
+    new_stream: bool = False  # the resume was refused: go on as a new stream
+
+
+async def _reconnect(
+    url: str,
+    feed: _Feed,
+    view: _View,
+    dropped: _Dropped,
+    retries: int,
+    options: dict[str, Any],
+) -> tuple[Any, Message, int] | None:
+    """Connect again and say how to go on: the first message and the offset to send from
+    (a resume, or a new stream from the oldest audio kept); None when the stream cannot go
+    on (the failure is recorded)."""
+    res, listener = view.res, options["listener"]
+    if not dropped.new_stream and (feed.token is None or not view.resumable):
+        res.failure = dropped.failure
+        return None
+    listener.status(f"{dropped.why}; reconnecting to go on with the stream …")
+    try:
+        ws, ready, t = await open_session(url, retries=max(retries, RESUME_RETRIES), **options)
+    except ConnectError as exc:
+        res.failure = f"{dropped.failure}; could not reconnect: {exc}"
+        return None
+    listener.message(ready, t)
+    record: Message = {"reason": dropped.why, "at": t, "session_id": ready.get("session_id")}
+    res.resumes.append(record)
+    if dropped.new_stream or feed.token is None or feed.acked < feed.kept_from:
+        # A new stream from the oldest audio kept; its times and ids continue this one's.
+        base = feed.kept_from
+        view.shift_ms = base * 1000 // feed.rate
+        view.shift_ids = view.last_final + 1
+        record["new_stream_at"] = base
+        listener.status(f"starting a new stream at {base / feed.rate:.1f} s of the audio")
+        return ws, {**_start_message(feed.rate), "resume": True}, base
+    record["offset"] = feed.acked
+    return ws, {"type": "resume", "token": feed.token}, feed.acked
+
+
 async def _run(
     ws: Any,
-    source: AsyncIterable[npt.NDArray[np.int16]],
-    res: StreamResult,
+    feed: _Feed,
+    view: _View,
+    first: Message,
+    cursor: int,
     listener: Listener,
     open_timeout: float,
     finish_timeout: float,
-) -> None:
+) -> _Dropped | None:
+    """One connection: handshake, then send and receive until the stream ends (None) or
+    the connection drops in a way a resume may mend (`_Dropped`)."""
     from websockets.exceptions import ConnectionClosed
 
-    start = {
-        "type": "start",
-        "sample_rate": res.sample_rate,
-        "encoding": "pcm_s16le",
-        "channels": 1,
-    }
-    await ws.send(json.dumps(start))
+    res = view.res
+    await ws.send(json.dumps(first))
     # Wait for `started` so a rejected rate is reported instead of streaming garbage.
     try:
         msg = await _recv_json(ws, open_timeout)
     except ConnectionClosed as exc:
         res.failure = _closed_text(exc, "before accepting the stream")
-        return
+        return None
     except asyncio.TimeoutError:
-        res.failure = f"server did not answer 'start' within {open_timeout:g} s"
-        return
+        res.failure = f"server did not answer {first['type']!r} within {open_timeout:g} s"
+        return None
     t = time.monotonic()
     listener.message(msg, t)
+    if msg.get("type") == "error" and msg.get("code") == "resume_rejected":
+        res.resumes[-1]["refused"] = msg.get("reason")
+        feed.token = None
+        why = f"resume refused ({msg.get('reason')})"
+        return _Dropped(why, _error_line(msg), new_stream=True)
     if msg.get("type") == "error":
         res.errors.append(msg)
         res.failure = _error_line(msg)
-        return
-    if msg.get("type") != "started":
+        return None
+    if msg.get("type") == "resumed":
+        cursor = int(msg.get("offset", feed.acked))
+        view.resumable = True
+    elif msg.get("type") != "started":
         res.failure = f"protocol error: expected 'started', got {msg.get('type')!r}"
-        return
+        return None
 
     last_msg = [time.monotonic()]
-    sender = asyncio.create_task(_send(ws, source, res))
-    receiver = asyncio.create_task(_receive(ws, res, listener, last_msg))
+    sender = asyncio.create_task(_send(ws, feed, res, cursor, listener))
+    receiver = asyncio.create_task(_receive(ws, feed, view, listener, last_msg))
     try:
         done, _ = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
-        if sender in done:
-            sender.result()  # a failing source (e.g. the sound card) propagates
+        if sender in done and sender.exception() is None and not receiver.done():
             # `end` is sent: wait for the remaining finals while the server keeps talking.
             while not receiver.done():
                 last_msg[0] = max(last_msg[0], res.end_sent_at or 0.0)
@@ -406,14 +638,16 @@ async def _run(
                         f"server sent nothing for {finish_timeout:g} s after the end of the"
                         " stream; giving up"
                     )
-                    break
+                    return None
                 await asyncio.wait({receiver}, timeout=remaining)
-            if receiver.done():
-                receiver.result()
-        else:
-            receiver.result()
-            if res.failure is None and res.end_sent_at is None:
-                res.failure = "server closed the connection before the stream ended"
+        if sender.done() and sender.exception() is not None:
+            sender.result()  # a failing source (e.g. the sound card) propagates
+        if not receiver.done():
+            await receiver
+        dropped = receiver.result()
+        if dropped is None and res.failure is None and res.end_sent_at is None:
+            res.failure = "server closed the connection before the stream ended"
+        return dropped
     finally:
         for task in (sender, receiver):
             if not task.done():
@@ -422,34 +656,43 @@ async def _run(
                     await task
 
 
-async def _send(ws: Any, source: AsyncIterable[npt.NDArray[np.int16]], res: StreamResult) -> None:
+async def _send(ws: Any, feed: _Feed, res: StreamResult, cursor: int, listener: Listener) -> None:
+    """Send the audio from `cursor` (a replay after a resume), then `end` once the source
+    is done. Replayed audio is not logged again: latency is measured from the first send."""
     from websockets.exceptions import ConnectionClosed
 
-    samples = 0
-    res.streaming_since = time.monotonic()
+    if feed.error is None and cursor < feed.kept_from:
+        raise ClientError("the audio to replay is no longer kept")
     try:
-        async for block in source:
-            if len(block) == 0:
-                continue
-            await ws.send(np.ascontiguousarray(block, dtype="<i2").tobytes())
-            samples += len(block)
-            res.send_log.record(time.monotonic(), samples * 1000.0 / res.sample_rate)
+        while (piece := await feed.next_piece(cursor)) is not None:
+            await ws.send(piece.tobytes())
+            cursor += len(piece)
+            feed.mark_sent(cursor, listener)
+            position_ms = cursor * 1000.0 / res.sample_rate
+            if position_ms > res.send_log.sent_ms:
+                res.send_log.record(time.monotonic(), position_ms)
+        if feed.error is not None:
+            raise feed.error
         await ws.send(json.dumps({"type": "end"}))
-        res.end_sent_at = time.monotonic()
+        if res.end_sent_at is None:
+            res.end_sent_at = time.monotonic()
     except ConnectionClosed:
         # The receiver sees the same close and says why; nothing more to send.
         return
-    finally:
-        # Close an async generator source now (e.g. release the sound card), not at GC.
-        aclose = getattr(source, "aclose", None)
-        if aclose is not None:
-            with contextlib.suppress(Exception):
-                await aclose()
 
 
-async def _receive(ws: Any, res: StreamResult, listener: Listener, last: list[float]) -> None:
+# Close codes after which resuming elsewhere may work: going away, abnormal (no close
+# frame), internal error, service restart ("moved"), try again later.
+RESUMABLE_CLOSE_CODES = (1001, 1006, 1011, 1012, 1013, None)
+
+
+async def _receive(
+    ws: Any, feed: _Feed, view: _View, listener: Listener, last: list[float]
+) -> _Dropped | None:
     from websockets.exceptions import ConnectionClosed
 
+    res = view.res
+    moved: Message | None = None
     try:
         async for raw in ws:
             t = time.monotonic()
@@ -465,6 +708,20 @@ async def _receive(ws: Any, res: StreamResult, listener: Listener, last: list[fl
             if not isinstance(msg, dict):
                 continue
             kind = msg.get("type")
+            if kind in ("ack", "moved"):
+                view.resumable = True
+                token = msg.get("token")
+                offset = msg.get("offset")
+                if isinstance(offset, int) and isinstance(token, str):
+                    feed.acknowledge(offset, token, listener)
+                if kind == "moved":
+                    moved = msg
+                listener.message(msg, t)
+                continue
+            adjusted = view.adjust(msg)
+            if adjusted is None:
+                continue
+            msg = adjusted
             if kind == "partial":
                 res.partials += 1
             elif kind == "final":
@@ -478,17 +735,24 @@ async def _receive(ws: Any, res: StreamResult, listener: Listener, last: list[fl
     except ConnectionClosed as exc:
         res.closed_at = time.monotonic()
         res.close_code = exc.rcvd.code if exc.rcvd is not None else None
+        failure = _closed_text(exc, "unexpectedly")
+        if res.failure is None and res.close_code in RESUMABLE_CLOSE_CODES:
+            return _Dropped("connection lost", failure)
         if res.failure is None:
-            res.failure = _closed_text(exc, "unexpectedly")
-        return
+            res.failure = failure
+        return None
     res.closed_at = time.monotonic()
     res.close_code, reason = _close_info(ws)
+    if moved is not None and res.failure is None:
+        return _Dropped(f"moved: {moved.get('message', '')}", "server moved the stream")
     if res.failure is None and res.close_code == 1001:
-        res.failure = "server shut down during the stream (code 1001)"
-    elif res.failure is None and res.close_code not in (1000, None):
+        failure = "server shut down during the stream (code 1001)"
+        return _Dropped("server shut down", failure)
+    if res.failure is None and res.close_code not in (1000, None):
         res.failure = f"server closed the session (code {res.close_code}" + (
             f" {reason})" if reason else ")"
         )
+    return None
 
 
 def _close_info(ws: Any) -> tuple[int | None, str | None]:

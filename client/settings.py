@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
-from client.connection import DEFAULT_URL
+from client.connection import DEFAULT_MAX_UNACKED_S, DEFAULT_URL
 from client.latency import DEFAULT_TOLERANCE_MS
 
 TOKEN_ENV = "STREAMING_TOKEN"
@@ -171,6 +171,19 @@ class ServerOptions:
         parse=_positive_float,
         metavar="S",
         help="after the audio ends, give up when the server sends nothing for S seconds",
+    )
+    no_resume: bool = option(
+        False,
+        help="do not resume the stream when the connection drops or the server moves it"
+        " (by default the client keeps the audio the server has not acknowledged, at most"
+        " --max-unacked-s, reconnects to the same URL and resumes the stream)",
+    )
+    max_unacked_s: float = option(
+        DEFAULT_MAX_UNACKED_S,
+        parse=_positive_float,
+        metavar="S",
+        help="audio kept for a resume, at most; past it a dropped stream goes on as a new"
+        " stream with a gap (the server's longest utterance is 30 s)",
     )
 
 
