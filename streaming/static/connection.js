@@ -205,7 +205,8 @@ export class Stream {
     this.pending = requeue.concat(this.pending);
     this.pendingSamples = this.pending.reduce((n, c) => n + c.length, 0);
     const dropped = replayFrom === null ? "dropped" : "dropped_utterance";
-    const kind = event.code === 1001 ? "shutting_down" : event.code === 1013 ? "full" : dropped;
+    const restarting = event.code === 1001 || event.code === 1012; // shutdown, drain
+    const kind = restarting ? "shutting_down" : event.code === 1013 ? "full" : dropped;
     this.hooks.onInterrupted(this.context.key, replayFrom !== null);
     if (event.code === 1008) this.attempt = 0; // session_too_long: a new stream goes on at once
     this.retry(kind);
