@@ -439,6 +439,16 @@ class ServerConfig:
         "on a GPU, one copy of the weights in memory; the workers keep the websockets, "
         "VAD and text (with --workers 1: one worker plus the inference process)",
     )
+    inference: str = setting(
+        "local",
+        flag="--engine",
+        group=PROCESSES,
+        metavar="URL",
+        help="where the model runs: 'local' (in this process, batched across its streams) or "
+        "'triton://HOST[:PORT][/MODEL]', a Triton Inference Server started with "
+        "python -m streaming.triton_server (docs/triton.md), so front ends scale apart "
+        "from the model servers",
+    )
 
     def validate(self) -> None:
         self.model.validate()
@@ -462,6 +472,10 @@ class ServerConfig:
             raise ValueError("max engine load must be in (0, 1] (1 turns the check off)")
         if self.idle_timeout_s <= 0 or self.max_session_s <= 0 or self.shutdown_grace_s < 0:
             raise ValueError("timeouts must be positive")
+        if self.inference != "local" and not self.inference.startswith("triton://"):
+            raise ValueError("engine must be 'local' or 'triton://HOST[:PORT][/MODEL]'")
+        if self.inference != "local" and self.shared_engine:
+            raise ValueError("--shared-engine runs the model locally: it excludes --engine")
         if self.protocol not in ROOT_PROTOCOLS:
             raise ValueError(f"protocol must be one of {', '.join(ROOT_PROTOCOLS)}")
         if self.resume_key is not None and len(self.resume_key.encode()) < 16:

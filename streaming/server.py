@@ -129,9 +129,12 @@ class Server:
             )
 
     async def _start_engine(self) -> None:
-        """The in-process engine (loaded unless given, warmed up), or the client of the
-        shared inference process."""
-        url = LOCAL if self.engine_address is None else shared_engine_url(self.engine_address)
+        """The engine ``--engine`` names (in-process by default: loaded unless given,
+        warmed up), or the client of the shared inference process."""
+        if self.engine_address is not None:
+            url = shared_engine_url(self.engine_address)
+        else:
+            url = self.config.inference
         model = self.model if url == LOCAL else None
         built = await build_engine(self.config, url, model=model, metrics=self.metrics)
         self.engine, self.info = built.engine, built.info

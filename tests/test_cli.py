@@ -119,6 +119,7 @@ def test_each_flag_sets_its_own_field_and_nothing_else() -> None:
         (["--allow-origin", "https://a", "--allow-origin", "https://b"],
          ("allowed_origins",), ("https://a", "https://b")),
         (["--shared-engine"], ("shared_engine",), True),
+        (["--engine", "triton://gpu-1:8001/w2v"], ("inference",), "triton://gpu-1:8001/w2v"),
     ],
 )  # fmt: skip
 def test_flags_fill_the_nested_field_they_name(
@@ -205,6 +206,27 @@ def test_invalid_settings_are_rejected_before_loading() -> None:
     result = run_cli("--chunk-ms", "250", "--port", "0")
     assert result.returncode == 2
     assert "multiple of 20" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--engine", "grpc://x"], "engine must be 'local' or 'triton://"),
+        (["--engine", "triton://x", "--shared-engine"], "excludes --engine"),
+    ],
+)
+def test_an_engine_url_nobody_builds_is_rejected_before_loading(
+    argv: list[str], expected: str
+) -> None:
+    result = run_cli(*argv, "--port", "0")
+    assert result.returncode == 2 and expected in result.stderr
+
+
+def test_unreachable_triton_gives_one_clear_line_and_no_traceback() -> None:
+    result = run_cli("--engine", "triton://127.0.0.1:1", "--port", "0")
+    assert result.returncode == 2
+    assert "cannot reach Triton at 127.0.0.1:1" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_local_checkpoint_loads_through_from_pretrained(tiny_model_dir: Path) -> None:

@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from client.api import stream_file
 from streaming.audio import AudioFormat, to_int16_bytes
 from streaming.config import (
     MODEL_SAMPLE_RATE,
@@ -38,6 +39,7 @@ from streaming.engine import Engine, InferenceEngine, InferenceError
 from streaming.errors import ModelLoadError
 from streaming.events import Event, Final
 from streaming.model import LoadedModel, ModelInfo, load_model
+from streaming.server import Server
 from streaming.session import Session
 from streaming.triton_engine import TritonEngine, describe_model, model_info, triton_address
 from streaming.windowing import WindowPlanner
@@ -221,6 +223,28 @@ async def test_triton_gives_the_in_process_finals_word_for_word(
         await engine.stop()
     assert len(expected) >= 2 and all(f.words for f in expected)
     assert got == expected
+
+
+async def test_a_server_with_engine_triton_sends_the_in_process_finals_word_for_word(
+    triton: TritonProcess, bundled: LoadedModel
+) -> None:
+    """The whole path: websocket server --engine triton://, the Python client, LM finals."""
+    demo = Path(str(resources.files("streaming") / "assets" / "demo.wav"))
+    # One chunk per window whatever the pace, so both servers plan the same windows.
+    base = ServerConfig(
+        host="127.0.0.1",
+        port=0,
+        model=ModelConfig(name="tiny-en", dtype="fp32"),
+        window=WindowConfig(max_catchup_chunks=1),
+        max_engine_load=1.0,
+    )
+    texts = []
+    for config in (base, base.replace(inference=f"triton://{triton.address}")):
+        async with Server(config, model=bundled if config is base else None) as server:
+            result = await stream_file(demo, server.url, speed=0)
+        assert result.ok, result.failure
+        texts.append([(f["text"], f["start_ms"], f["end_ms"]) for f in result.finals])
+    assert len(texts[0]) >= 3 and texts[1] == texts[0]
 
 
 async def test_unreachable_triton_fails_start_with_one_line(bundled: LoadedModel) -> None:
