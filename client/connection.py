@@ -736,6 +736,8 @@ async def _receive(
         res.closed_at = time.monotonic()
         res.close_code = exc.rcvd.code if exc.rcvd is not None else None
         failure = _closed_text(exc, "unexpectedly")
+        if moved is not None and res.failure is None:  # close 1012 raises here
+            return _Dropped(f"moved: {moved.get('message', '')}", "server moved the stream")
         if res.failure is None and res.close_code in RESUMABLE_CLOSE_CODES:
             return _Dropped("connection lost", failure)
         if res.failure is None:

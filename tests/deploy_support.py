@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -62,8 +63,24 @@ class Replica:
             self.lines.append(line)
             if match := READY.search(line):
                 self.url = match.group(1)
+                # Keep reading its log, so a full pipe never blocks the replica.
+                threading.Thread(target=self._read_log, daemon=True).start()
                 return
         raise RuntimeError("replica not ready in time:\n" + "".join(self.lines))
+
+    def _read_log(self) -> None:
+        process = self.process
+        assert process is not None and process.stdout is not None
+        for line in process.stdout:
+            self.lines.append(line)
+
+    def restart(self, timeout: float = 120.0) -> None:
+        """Start again on the same address (after a kill), so the balancer finds it."""
+        port = self.address.rsplit(":", 1)[1]
+        args = list(self.args)
+        args[args.index("--port") + 1] = port
+        self.args, self.lines = args, []
+        self.start(timeout)
 
     def health(self) -> tuple[int, dict[str, object]]:
         try:
