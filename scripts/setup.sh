@@ -38,3 +38,14 @@ if ! "$py" -c "import torch" >/dev/null 2>&1; then
 fi
 echo "== installing the project${extras:+ [$extras]}"
 "$py" -m pip install -q -e ".${extras:+[$extras]}"
+# LM finals (the server's default where they can run): pyctcdecode + kenlm, installed the
+# way scripts/test.sh does. kenlm compiles from source (a C++ compiler, ~1 min); where that
+# fails the server still runs, with greedy finals and a one-line hint in its log.
+if ! "$py" -c "import kenlm, pyctcdecode" >/dev/null 2>&1; then
+  echo "== installing the LM decoder (pyctcdecode, kenlm) for LM finals"
+  if ! { "$py" -m pip install -q kenlm pygtrie && "$py" -m pip install -q --no-deps pyctcdecode; \
+         } >.venv/lm-install.log 2>&1; then
+    echo "note: no LM finals, finals stay greedy (kenlm needs a C++ compiler, e.g." \
+         "apt-get install g++; see .venv/lm-install.log)"
+  fi
+fi

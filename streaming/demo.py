@@ -18,9 +18,11 @@ import threading
 from importlib import resources
 from pathlib import Path
 
-from .config import ModelConfig, ServerConfig
+from .config import LmConfig, ModelConfig, ServerConfig
 from .errors import ModelLoadError
+from .lm import INSTALL_HINT
 from .logs import quiet_transformers
+from .rescoring import missing_lm_packages
 from .server import Server
 
 
@@ -68,11 +70,19 @@ def main(argv: list[str] | None = None) -> int:
         help="pace in × real time; 0 = as fast as possible (default: %(default)s)",
     )
     parser.add_argument("--report", metavar="FILE", help="write the latency report as JSON")
+    parser.add_argument(
+        "--lm",
+        default=LmConfig.path,
+        metavar="ARPA",
+        help="LM finals as for the server: auto, none or an ARPA file (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     quiet_transformers()
     audio = args.audio or [str(bundled_sample())]
-    config = ServerConfig(host="127.0.0.1", port=0, model=ModelConfig(name=args.model))
+    config = ServerConfig(
+        host="127.0.0.1", port=0, model=ModelConfig(name=args.model), lm=LmConfig(path=args.lm)
+    )
     print(f"starting the server with model {args.model!r} …", flush=True)
     background = _ServerThread(config)
     try:
@@ -81,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"streaming-demo: error: {exc}", file=sys.stderr)
         return 2
     pace = f"at {args.speed:g}× real time" if args.speed else "as fast as possible"
-    print(f"server ready on {url}; streaming {', '.join(audio)} {pace}\n", flush=True)
+    print(f"server ready on {url}; finals: {_finals(background.server)}", flush=True)
+    print(f"streaming {', '.join(audio)} {pace}\n", flush=True)
     client_args = ["file", *audio, "--url", url, "--speed", str(args.speed)]
     if args.report:
         client_args += ["--report", args.report]
@@ -89,6 +100,16 @@ def main(argv: list[str] | None = None) -> int:
         return _run_client(client_args)
     finally:
         background.stop()
+
+
+def _finals(server: Server) -> str:
+    """How finals are decoded, in words: LM beam search, or greedy and why."""
+    rescorer = server.rescorer
+    if rescorer is not None and rescorer.lm_path is not None:
+        return f"LM beam search ({rescorer.lm_path.name}); partials greedy"
+    if server.config.lm.enabled and missing_lm_packages():
+        return f"greedy (for LM finals: {INSTALL_HINT})"
+    return "greedy"
 
 
 def _run_client(argv: list[str]) -> int:

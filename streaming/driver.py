@@ -113,7 +113,7 @@ class SessionDriver:
             return
         if self.session.started or self.session.audio_started:
             raise StreamError(
-                "invalid_hotwords", "hotwords are given when the stream starts, before any audio"
+                "start_after_audio", "hotwords are given when the stream starts, before any audio"
             )
         if self.rescorer is None:
             raise StreamError(

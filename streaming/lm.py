@@ -16,7 +16,6 @@ import functools
 import gzip
 import json
 import math
-import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -111,17 +110,16 @@ class HotwordBoost:
             if weight > 0:
                 for end in range(1, len(word) + 1):
                     self._prefixes[word[:end]] = (weight, len(word))
-        alternatives = sorted(weights, key=len, reverse=True)
-        self._pattern = re.compile(
-            "|".join(r"(?<!\S)" + re.escape(word) + r"(?!\S)" for word in alternatives)
-        )
 
     def __contains__(self, token: str) -> bool:
         return token in self._prefixes
 
     def score(self, text: str) -> float:
-        """Bonus for every completed hotword in a beam's text."""
-        return sum(self._bonus[word] for word in self._pattern.findall(text))
+        """Bonus for every completed hotword in a beam's text (pyctcdecode matches whole
+        space-separated words with a regex; a dict look-up per word is the same, and stays
+        fast with 100 hotwords: the search asks for every beam at every frame)."""
+        bonus = self._bonus
+        return sum(bonus.get(word, 0.0) for word in text.split())
 
     def score_partial_token(self, token: str) -> float:
         """Bonus for a beam inside a hotword, growing with the letters written."""

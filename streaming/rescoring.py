@@ -115,7 +115,7 @@ def build_rescorer(config: LmConfig, vocab: CtcVocab, model_source: str) -> Fina
         if config.path == AUTO:
             log.info("greedy finals: the model ships no %s (--lm PATH names one)", LM_FILENAME)
         return _hotword_rescorer(config, vocab)
-    if config.path == AUTO and (missing := _missing_packages()):
+    if config.path == AUTO and (missing := missing_lm_packages()):
         log.info(
             "greedy finals: LM finals need %s, not installed: %s", " and ".join(missing),
             INSTALL_HINT,
@@ -150,7 +150,7 @@ def _hotword_rescorer(config: LmConfig, vocab: CtcVocab) -> FinalRescorer | None
     return FinalRescorer(decoder, threads=config.threads, has_lm=False)
 
 
-def _missing_packages() -> list[str]:
+def missing_lm_packages() -> list[str]:
     """Which of the optional LM packages are not installed (imports nothing)."""
     import importlib.util
 

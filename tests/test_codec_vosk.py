@@ -251,6 +251,6 @@ async def test_vosk_codec_refuses_a_bad_text_frame_with_1003() -> None:
 def test_vosk_codec_declarations() -> None:
     assert VoskCodec.paths == ("/vosk",) and VoskCodec.root
     assert not VoskCodec.answers_after_end
-    assert not VoskCodec.supports_resume and not VoskCodec.supports_hotwords
+    assert not VoskCodec.supports_resume and VoskCodec.supports_hotwords  # phrase_list
     full = VoskCodec.full_reply("full")
     assert full is not None and full.status == 503

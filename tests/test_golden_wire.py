@@ -38,7 +38,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 import streaming
-from streaming.config import ModelConfig, ServerConfig, WindowConfig
+from streaming.config import LmConfig, ModelConfig, ServerConfig, WindowConfig
 from streaming.model import LoadedModel, load_model
 from streaming.server import Server
 
@@ -612,6 +612,10 @@ def golden_config(**changes: Any) -> ServerConfig:
         window=WindowConfig(max_catchup_chunks=1),
         lag_warning_s=1000.0,
         max_engine_load=1.0,
+        # Recorded with greedy finals, the default before LM finals became one (--lm auto):
+        # the recordings pin the wire format, which LM finals do not change (only the words
+        # of finals, and partials that stay tentative: tests/test_lm.py checks those).
+        lm=LmConfig(path="none"),
     )
     return base.replace(**changes)
 

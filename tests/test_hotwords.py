@@ -252,7 +252,7 @@ async def test_native_start_with_bad_hotwords_gets_an_error_and_a_good_start_sti
         await ws.send(to_s16(np.zeros(1600, np.float32)))
         await ws.send(json.dumps({"type": "start", "hotwords": ["noon"]}))
         late = await recv_json(ws)
-        assert late["code"] == "invalid_hotwords" and "before any audio" in late["message"]
+        assert late["code"] == "start_after_audio" and "before any audio" in late["message"]
 
 
 @pytest.mark.parametrize(

@@ -198,9 +198,10 @@ def test_decoded_words_carry_their_frame_spans(arpa: Path) -> None:
 
 
 @pytest.mark.usefixtures("lm_packages")
-async def test_server_with_lm_sends_lm_finals_that_beat_greedy_on_words() -> None:
-    """The bundled model + its LM through the real server (``--lm``): spoken words come
-    back spelled as words, better than the greedy finals of the same audio."""
+async def test_server_sends_lm_finals_by_default_that_beat_greedy_on_words() -> None:
+    """The bundled model + its LM through the real server with the default settings
+    (``--lm auto``): spoken words come back spelled as words, better than the greedy finals
+    (``--lm none``) of the same audio."""
     from audio_fixtures import speech_with_pauses, to_s16
     from compat_support import cer
     from conftest import server_config
@@ -218,23 +219,29 @@ async def test_server_with_lm_sends_lm_finals_that_beat_greedy_on_words() -> Non
         "some people need letters of introduction",
     ]
     audio, _ = speech_with_pauses(sentences, pause_s=1.5)
-    finals: dict[str | None, list[str]] = {}
-    for lm in (None, "model"):
-        config = server_config(MODEL_DIR).replace(lm=LmConfig(path=lm))
+    finals: dict[str, list[str]] = {}
+    for lm in ("none", "default"):
+        config = server_config(MODEL_DIR)
+        if lm == "none":
+            config = config.replace(lm=LmConfig(path="none"))
         async with Server(config) as server:
             messages, code = await stream_pcm(server.url, to_s16(audio))
             assert code == 1000
             finals[lm] = [str(f["text"]) for f in of_type(messages, "final")]
-            if lm is not None:
-                assert server.health()["lm_finals"] == len(sentences)
+            health = server.health()
+            if lm == "default":
+                assert health["lm"] == str(MODEL_DIR / "lm.arpa.gz")
+                assert health["lm_finals"] == len(sentences)
                 assert all(p["committed"] == "" for p in of_type(messages, "partial"))
+            else:
+                assert health["lm"] is None and health["lm_finals"] == 0
 
     def word_errors(texts: list[str]) -> int:  # edit distance over words (cer on lists)
         return sum(
             round(cer(h.split(), r.split()) * len(r.split())) for h, r in zip(texts, sentences)
         )
 
-    assert len(finals["model"]) == len(sentences)
-    lm_words = {w for text in finals["model"] for w in text.split()}
+    assert len(finals["default"]) == len(sentences)
+    lm_words = {w for text in finals["default"] for w in text.split()}
     assert lm_words <= set(arpa_unigrams(MODEL_DIR / "lm.arpa.gz")), "LM finals are LM words"
-    assert word_errors(finals["model"]) < word_errors(finals[None]), finals
+    assert word_errors(finals["default"]) < word_errors(finals["none"]), finals

@@ -125,3 +125,41 @@ def test_lm_file_is_checked_with_a_clear_message(tmp_path: Path) -> None:
         lm_path(LmConfig(path="model"), str(tmp_path))
     (tmp_path / "lm.arpa.gz").write_bytes(b"")
     assert lm_path(LmConfig(path="model"), str(tmp_path)) == tmp_path / "lm.arpa.gz"
+
+
+def test_the_default_uses_the_models_lm_only_when_the_folder_has_one(tmp_path: Path) -> None:
+    for off in ("none", "off", "None", None):
+        assert lm_path(LmConfig(path=off), str(tmp_path)) is None
+    assert LmConfig().path == "auto" and LmConfig().enabled
+    assert not LmConfig(path="none").enabled
+    assert lm_path(LmConfig(), str(tmp_path)) is None  # no lm.arpa.gz: greedy finals
+    (tmp_path / "lm.arpa.gz").write_bytes(b"")
+    assert lm_path(LmConfig(), str(tmp_path)) == tmp_path / "lm.arpa.gz"
+
+
+def test_without_the_lm_packages_the_default_falls_back_to_greedy_finals_with_a_hint(
+    tmp_path: Path, tiny_model: LoadedModel, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    from streaming import rescoring
+
+    (tmp_path / "lm.arpa.gz").write_bytes(b"")  # never read: the packages are "missing"
+    monkeypatch.setattr(rescoring, "missing_lm_packages", lambda: ["kenlm"])
+    with caplog.at_level("INFO", logger="streaming.rescoring"):
+        built = rescoring.build_rescorer(LmConfig(), tiny_model.info.vocab, str(tmp_path))
+    hints = [r.getMessage() for r in caplog.records if "greedy finals" in r.getMessage()]
+    assert len(hints) == 1 and "kenlm" in hints[0] and "pip install" in hints[0], hints
+    # With pyctcdecode there is still a beam search without an LM, for hotword streams.
+    if built is not None:
+        assert not built.has_lm and built.lm_path is None
+        built.close()
+    # Asked for by name, a missing LM is an error, not a fallback.
+    monkeypatch.setattr(rescoring, "missing_lm_packages", lambda: [])
+    with pytest.raises(ModelLoadError):
+        rescoring.build_rescorer(LmConfig(path="model"), tiny_model.info.vocab, "/nonexistent")
+
+
+async def test_a_model_without_an_lm_keeps_greedy_finals_by_default(server: Server) -> None:
+    """The random test model ships no lm.arpa.gz: the default (auto) stays greedy."""
+    assert server.health()["lm"] is None
+    assert server.rescorer is None or not server.rescorer.has_lm
