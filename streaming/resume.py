@@ -91,12 +91,14 @@ class ResumeState:
 
 @dataclass(frozen=True)
 class Claims:
-    """A token's content: the stream, the model that decoded it, expiry (unix s), state."""
+    """A token's content: the stream, the model that decoded it, expiry (unix s), state,
+    and the stream's hotwords (phrase, weight)."""
 
     stream: str
     model: str
     expires: int
     state: ResumeState
+    hotwords: tuple[tuple[str, float], ...] = ()
 
 
 def key_id(key: bytes) -> str:
@@ -171,7 +173,9 @@ def _unb64(text: str) -> bytes:
 
 def _encode(claims: Claims) -> dict[str, Any]:
     s = claims.state
+    extra = {"hw": [list(h) for h in claims.hotwords]} if claims.hotwords else {}
     return {
+        **extra,
         "sid": claims.stream,
         "model": claims.model,
         "exp": claims.expires,
@@ -200,7 +204,8 @@ def _decode(data: Any) -> Claims:
         replay, skip, position, vad_from, frames_seen, next_id, _int(rate), str(encoding),
         utterances,
     )  # fmt: skip
-    return Claims(str(data["sid"]), str(data["model"]), _int(data["exp"]), state)
+    hotwords = tuple((str(p), float(w)) for p, w in data.get("hw", []))
+    return Claims(str(data["sid"]), str(data["model"]), _int(data["exp"]), state, hotwords)
 
 
 def _int(value: Any) -> int:

@@ -48,6 +48,12 @@ def test_a_signed_token_verifies_to_the_same_claims() -> None:
     assert signer.verify(signer.sign(CLAIMS), model="tiny-en", now=NOW) == CLAIMS
 
 
+def test_a_token_carries_the_streams_hotwords() -> None:
+    signer = TokenSigner(KEY)
+    claims = dataclasses.replace(CLAIMS, hotwords=(("stella", 8.0), ("plastic snake", 4.5)))
+    assert signer.verify(signer.sign(claims), model="tiny-en", now=NOW) == claims
+
+
 def test_state_knows_where_its_last_commit_ends() -> None:
     assert STATE.commit_ms == 3300
     assert dataclasses.replace(STATE, open=()).commit_ms == 0

@@ -78,7 +78,10 @@ async def test_a_stream_cut_mid_utterance_resumes_on_another_server_with_the_sam
         uncut = _finals(c)
         assert received(c, "ack"), "a resumable stream gets acks"
 
-    async with Server(_config(), model=bundled) as first, Server(_config(), model=bundled) as second:
+    async with (
+        Server(_config(), model=bundled) as first,
+        Server(_config(), model=bundled) as second,
+    ):
         a = await _open(first, start)
         await _stream(a, pcm[: CUT_MS * 32])
         acks = received(a, "ack")
@@ -190,3 +193,16 @@ async def test_a_draining_server_finishes_the_utterance_then_moves_the_stream(
     assert after and after[0]["utterance_id"] == last["utterance_id"] + 1
     # Nothing said before the cut comes again: the next utterance starts after it.
     assert all(w["start_ms"] >= last["audio_ms"] for f in after for w in f["words"])
+
+
+async def test_a_resumed_stream_keeps_its_hotwords(server: Server) -> None:
+    start = {"type": "start", "resume": True, "hotwords": ["stella", "plastic snake"]}
+    c = await _open(server, start)
+    await _stream(c, demo_s16(0.0, 3.0))
+    token = received(c, "ack")[-1]["token"]
+    await c.close()
+    b = await _open(server, {"type": "resume", "token": token})
+    assert b.received[1]["recv"]["type"] == "resumed"
+    (endpoint,) = server._connections
+    assert [h.phrase for h in endpoint.driver.hotwords] == ["stella", "plastic snake"]
+    await b.close()

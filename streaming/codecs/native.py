@@ -17,6 +17,7 @@ from typing import ClassVar
 
 from ..errors import StreamError
 from ..events import Event, Final, Partial
+from ..hotwords import Hotword
 from ..resume import Claims, ResumeError, ResumeState, TokenSigner
 from . import native_format as wire
 from .base import Codec, Message, Stream
@@ -131,6 +132,7 @@ class NativeCodec(Codec):
             if signer is None:
                 raise ResumeError("unavailable", "this server does not resume streams")
             claims = signer.verify(token, model=self.stream.model_name, now=time.time())
+            self.driver.set_hotwords(tuple(Hotword(p, w) for p, w in claims.hotwords))
             session.resume(claims.state)
         except (ResumeError, StreamError) as exc:
             self._reject_reason = exc.reason if isinstance(exc, ResumeError) else exc.code
@@ -160,7 +162,9 @@ class NativeCodec(Codec):
     def _token(self, state: ResumeState) -> str:
         assert self._signer is not None
         expires = int(time.time() + self.config.resume_ttl_s)
-        return self._signer.sign(Claims(self._stream_id, self.stream.model_name, expires, state))
+        hotwords = tuple((h.phrase, h.weight) for h in self.driver.hotwords)
+        claims = Claims(self._stream_id, self.stream.model_name, expires, state, hotwords)
+        return self._signer.sign(claims)
 
     def on_limit(self, code: str, limit_s: float) -> None:
         if code == "idle_timeout":
