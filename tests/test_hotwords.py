@@ -121,6 +121,23 @@ def test_a_hotword_adds_its_weight_when_complete_and_a_share_while_being_spelled
     assert boost.score_partial_token("b") == 0.0  # suppression does not touch prefixes
 
 
+def test_each_protocol_reads_its_own_hotword_spelling() -> None:
+    from streaming.codecs import vosk_format, whisperlive_format
+    from streaming.codecs.deepgram_params import parse_params
+
+    vosk = vosk_format.apply_config(vosk_format.VoskOptions(), {"phrase_list": ["Stella", "[unk]"]})
+    assert vosk.hotwords == (Hotword("stella"),)  # Vosk's grammar "anything else" is skipped
+    options = whisperlive_format.parse_options('{"uid": "u", "hotwords": "stella, New York"}')
+    assert options.hotwords == (Hotword("stella"), Hotword("new york"))
+    params = parse_params(
+        "keywords=stella:2&keywords=mumble:-1&keywords=huge:9&keywords=plain&keyterm=new%20york"
+    )
+    assert params.hotwords == (
+        Hotword("stella", 20.0), Hotword("mumble", -10.0), Hotword("huge", 50.0),
+        Hotword("plain", 10.0), Hotword("new york", 10.0),
+    )  # fmt: skip
+
+
 # -- the bundled model, end to end -------------------------------------------------------
 
 needs_bundled = pytest.mark.skipif(
