@@ -154,4 +154,10 @@ def missing_lm_packages() -> list[str]:
     """Which of the optional LM packages are not installed (imports nothing)."""
     import importlib.util
 
-    return [name for name in ("pyctcdecode", "kenlm") if importlib.util.find_spec(name) is None]
+    def installed(name: str) -> bool:
+        try:
+            return importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):  # a module entry of None, a broken package
+            return False
+
+    return [name for name in ("pyctcdecode", "kenlm") if not installed(name)]
