@@ -416,6 +416,7 @@ class _Feed:
         self.done = False
         self.error: BaseException | None = None
         self.overflowed = False
+        self.pin = 0  # the bound never drops audio from here on (a connection's cursor)
         self._changed = asyncio.Event()
 
     @property
@@ -468,6 +469,7 @@ class _Feed:
             await self._wait()
 
     def mark_sent(self, cursor: int, listener: Listener) -> None:
+        self.pin = cursor
         if cursor > self.sent:
             self.sent = cursor
             self._trim(listener)
@@ -484,7 +486,12 @@ class _Feed:
         needed = min(self.acked, self.sent) if self.keep else self.sent
         while self.blocks and self.blocks[0][0] + len(self.blocks[0][1]) <= needed:
             self.blocks.popleft()
-        while self.keep and self.blocks and self.total - self.blocks[0][0] > self.keep:
+        while (
+            self.keep
+            and self.blocks
+            and self.total - self.blocks[0][0] > self.keep
+            and self.blocks[0][0] + len(self.blocks[0][1]) <= min(self.sent, self.pin)
+        ):
             self.blocks.popleft()
             if not self.overflowed:
                 self.overflowed = True
@@ -556,6 +563,7 @@ async def _reconnect(
     (a resume, or a new stream from the oldest audio kept); None when the stream cannot go
     on (the failure is recorded)."""
     res, listener = view.res, options["listener"]
+    feed.pin = feed.kept_from  # what is kept now stays until a connection sends it again
     if not dropped.new_stream and (feed.token is None or not view.resumable):
         res.failure = dropped.failure
         return None
@@ -595,10 +603,14 @@ async def _run(
     from websockets.exceptions import ConnectionClosed
 
     res = view.res
-    await ws.send(json.dumps(first))
     # Wait for `started` so a rejected rate is reported instead of streaming garbage.
     try:
-        msg = await _recv_json(ws, open_timeout)
+        msg = await _handshake(ws, first, open_timeout)
+        if _refuses_resume(msg, first):  # a server from before resume: plain streams
+            listener.status("this server does not resume streams")
+            msg = await _handshake(
+                ws, {k: v for k, v in first.items() if k != "resume"}, open_timeout
+            )
     except ConnectionClosed as exc:
         res.failure = _closed_text(exc, "before accepting the stream")
         return None
@@ -654,6 +666,22 @@ async def _run(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+
+
+async def _handshake(ws: Any, first: Message, timeout: float) -> Message:
+    await ws.send(json.dumps(first))
+    return await _recv_json(ws, timeout)
+
+
+def _refuses_resume(reply: Message, first: Message) -> bool:
+    """The reply of a server that predates resume to `start` with `"resume": true`."""
+    return (
+        first.get("type") == "start"
+        and bool(first.get("resume"))
+        and reply.get("type") == "error"
+        and reply.get("code") == "invalid_field"
+        and "resume" in str(reply.get("message", ""))
+    )
 
 
 async def _send(ws: Any, feed: _Feed, res: StreamResult, cursor: int, listener: Listener) -> None:
