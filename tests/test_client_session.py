@@ -195,6 +195,7 @@ async def test_fast_stream_collects_every_final(fake: FakeServer, tmp_path: Path
         "sample_rate": 16000,
         "encoding": "pcm_s16le",
         "channels": 1,
+        "resume": True,  # asks for acks and resume tokens (ignored by this fake)
     }
     assert fake.received[-1] == {"type": "end"}
     assert fake.audio_bytes == 3 * 16000 * 2

@@ -162,7 +162,7 @@ def test_native_codec_limit_is_a_fatal_error_and_a_policy_close() -> None:
 def test_native_codec_declarations() -> None:
     assert NativeCodec.paths == ("/v1/stream",) and NativeCodec.root
     assert NativeCodec.answers_after_end
-    assert not NativeCodec.supports_resume and not NativeCodec.supports_hotwords
+    assert NativeCodec.supports_resume and NativeCodec.supports_hotwords
     assert NativeCodec.handshake_refusal("/v1/stream?x=1") is None
     full = NativeCodec.full_reply("server full: 2 sessions in use")
     assert full is not None and full.status == HTTPStatus.SERVICE_UNAVAILABLE
