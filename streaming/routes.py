@@ -12,6 +12,7 @@ from websockets.http11 import Request
 
 from .codecs import stream_paths
 from .codecs.base import Codec, HttpReply
+from .page import is_page_path, page_response
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,13 @@ class RouteTable:
         return self.streams[path.split("?", 1)[0]]
 
 
+def serve_page(request: Request) -> HttpReply:
+    """The browser captions page (streaming/page.py) at "/" and under "/app/"."""
+    reply = page_response(request.path, request.headers.get("If-None-Match"))
+    assert reply is not None  # the route matched is_page_path
+    return HttpReply(reply.status, reply.body, reply.content_type, dict(reply.headers))
+
+
 def route_table(
     health: Callable[[Request], HttpReply],
     live: Callable[[Request], HttpReply],
@@ -84,5 +92,6 @@ def route_table(
         PageRoute("/livez", live, public=True),
         PageRoute("/metrics", metrics),
         # plain-HTTP pages go here
+        PageRoute(is_page_path, serve_page, public=True, plain_only=True),
     ]
     return RouteTable(pages, stream_paths(protocol))

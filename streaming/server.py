@@ -33,6 +33,7 @@ from .engine import Engine
 from .engines import LOCAL, build_engine, shared_engine_url
 from .metrics import Metrics
 from .model import LoadedModel, ModelInfo, resolve_model
+from .page import origin_allowed
 from .rescoring import FinalRescorer, build_rescorer
 from .resume import TokenSigner
 from .routes import PageRoute, RouteTable, route_table
@@ -105,7 +106,6 @@ class Server:
                 build_rescorer, self.config.lm, self.info.vocab, source
             )
         tls = self.config.tls_cert_file
-        origins = self.config.allowed_origins
         self._ws = await serve(
             self._handle,
             self.config.host if sock is None else None,
@@ -116,8 +116,7 @@ class Server:
             max_queue=16,
             compression=None,
             ssl=server_tls_context(tls, self.config.tls_key_file or "") if tls else None,
-            # Browsers always send Origin; other clients may omit it (None).
-            origins=[*origins, None] if origins else None,  # type: ignore[list-item]
+            # Origin: checked in _process_request (the server's own page is allowed too).
             logger=redacting_logger(),
         )
         log.info("listening on %s", self.url)
@@ -195,6 +194,10 @@ class Server:
                 connection,
                 HttpReply.json(HTTPStatus.NOT_FOUND, {"error": f"no endpoint at {path}"}),
             )
+        if not isinstance(route, PageRoute) and not origin_allowed(
+            request.headers.get("Origin"), request.headers.get("Host"), self.config.allowed_origins
+        ):  # browsers send Origin; a page of another site may not stream here
+            return _respond(connection, FORBIDDEN_ORIGIN)
         if not (isinstance(route, PageRoute) and route.public) and not self._authorized(request):
             self.metrics.rejected.labels("unauthorized").inc()
             log.warning("refused %s: missing or invalid token", _peer(connection))
@@ -327,6 +330,7 @@ def server_url(config: ServerConfig, port: int) -> str:
 UNAUTHORIZED = HttpReply.json(
     HTTPStatus.UNAUTHORIZED, {"error": "missing or invalid token"}, {"WWW-Authenticate": "Bearer"}
 )
+FORBIDDEN_ORIGIN = HttpReply.json(HTTPStatus.FORBIDDEN, {"error": "origin not allowed"})
 
 
 def _respond(connection: ServerConnection, reply: HttpReply) -> Response:

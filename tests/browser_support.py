@@ -63,7 +63,7 @@ class ServerThread:
         self.loop.close()
 
     async def _start(self) -> Server:
-        server = _PageServer(self.config, model=self.model)
+        server = Server(self.config, model=self.model)
         await server.start()
         return server
 
@@ -88,23 +88,3 @@ def running_server(config: ServerConfig, model: LoadedModel) -> Iterator[ServerT
     with ServerThread(config, model) as thread:
         yield thread
 
-
-class _PageServer(Server):
-    """TEMPORARY until the page is wired into the HTTP layer."""
-
-    def _process_request(self, connection: Any, request: Any) -> Any:
-        from streaming.page import is_websocket_upgrade, page_response
-
-        if not is_websocket_upgrade(request.headers):
-            page = page_response(request.path, request.headers.get("If-None-Match"))
-            if page is not None:
-                response = connection.respond(page.status, "")
-                response.body = page.body
-                del response.headers["Content-Type"]
-                del response.headers["Content-Length"]
-                response.headers["Content-Type"] = page.content_type
-                response.headers["Content-Length"] = str(len(page.body))
-                for name, value in page.headers:
-                    response.headers[name] = value
-                return response
-        return super()._process_request(connection, request)

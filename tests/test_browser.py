@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -22,16 +23,24 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile
+import trustme
 from browser_support import SCREENSHOT_ENV, ServerThread, chromium_path
 from compat_support import cer
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect as ws_connect
 
 from client.captions import sanitize, timestamp_prefix
 from client.subtitles import to_srt, to_vtt
-from streaming.config import ModelConfig, ServerConfig
+from streaming.config import LmConfig, ModelConfig, ServerConfig
 from streaming.model import LoadedModel, load_model
 from streaming.page import is_page_path, is_websocket_upgrade, origin_allowed, page_response
 
-playwright = pytest.importorskip("playwright.sync_api")
+try:
+    from playwright import sync_api as playwright
+except ImportError:  # the test extra has it; CI must not pass by skipping
+    if os.environ.get("CI"):
+        raise
+    pytest.skip("playwright is not installed (pip install -e .[test])", allow_module_level=True)
 
 ASSETS = Path(__file__).resolve().parent.parent / "streaming" / "assets"
 DEMO_WAV = ASSETS / "demo.wav"
@@ -175,6 +184,13 @@ COMMITTED_JS = """() => [...document.querySelectorAll('.utt')]
     .map((p) => p.querySelector('span').textContent).join(' ')"""
 
 
+#: Words of the open (live) paragraph, committed ones (true) or tentative ones (false).
+OPEN_WORDS_JS = """(committed) => {
+    const open = document.querySelector('.utt.open');
+    const part = open?.querySelector(committed ? 'span:not(.tentative)' : '.tentative');
+    return (part?.textContent.trim().split(' ') || []).filter(Boolean).length; }"""
+
+
 def committed_text(page: Any) -> str:
     """The committed words of every paragraph on the page."""
     return str(page.evaluate(COMMITTED_JS))
@@ -203,16 +219,14 @@ def test_microphone_captions_commit_the_spoken_words_with_a_final_per_utterance_
     # The overlay streams the same microphone at the same time (two streams, one server).
     overlay = open_page(browser, url + "?overlay=1", viewport={"width": 1280, "height": 300})
     page.get_by_role("button", name="Start microphone").click()
-    # The shot for the README: two utterances done, the third half committed, half tentative.
+    # Two utterances done, the third being spoken. The server's default (LM finals, where
+    # pyctcdecode is installed) commits words only with the final: every live word tentative.
     page.wait_for_function(
-        """() => { const open = document.querySelector('.utt.open');
-        const count = (el) => (el?.textContent.trim().split(' ') || []).filter(Boolean).length;
-        return window.captions.finals.length >= 2 && count(open?.children[1]) >= 2
-          && count(open?.children[2]) >= 2; }""",
+        f"() => window.captions.finals.length >= 2 && ({OPEN_WORDS_JS})(false) >= 2",
         timeout=TIMEOUT_MS,
     )
     page.wait_for_timeout(150)  # let the level meter's transition settle
-    screenshot(page, shots, tmp_path, "browser-captions.png")
+    screenshot(page, shots, tmp_path, "browser-live.png")
     wait_finals(page, len(SENTENCES))
 
     finals = page.evaluate("() => window.captions.finals")
@@ -314,6 +328,38 @@ def test_file_is_streamed_and_exports_match_the_terminal_clients_formats(
     page.close()
 
 
+RESAMPLER_JS = """async ([inRate, freq]) => {
+    const { Resampler } = await import(new URL('resample.js', document.baseURI));
+    const r = new Resampler(inRate, 16000);
+    const out = [];
+    for (let block = 0; block < 40; block++) {  // 40 blocks of 128 frames, as the worklet
+        const x = new Float32Array(128);
+        const t0 = block * 128;
+        for (let i = 0; i < 128; i++) x[i] = Math.sin((2 * Math.PI * freq * (t0 + i)) / inRate);
+        out.push(...r.process(x));
+    }
+    const steady = out.slice(out.length / 2);
+    const rms = Math.sqrt(steady.reduce((a, v) => a + v * v, 0) / steady.length);
+    return { produced: out.length, rms, delayMs: r.delayMs };
+}"""
+
+
+def test_worklet_resampler_keeps_speech_and_rejects_what_would_alias(
+    browser: Any, page_server: ServerThread
+) -> None:
+    page = open_page(browser, page_server.http_url)
+    for rate in (44100, 48000):
+        speech = page.evaluate(RESAMPLER_JS, [rate, 1000])
+        alias = page.evaluate(RESAMPLER_JS, [rate, 11000])  # above 8 kHz: would fold to 5 kHz
+        # Every input sample accounted for, less the converter's 1 ms look-ahead.
+        expected = 40 * 128 * 16000 / rate - 16
+        assert abs(speech["produced"] - expected) <= 2
+        assert speech["delayMs"] == pytest.approx(1.0, abs=0.05)
+        assert speech["rms"] == pytest.approx(0.5**0.5, rel=0.02)  # a sine's RMS, kept
+        assert alias["rms"] < 0.01 * speech["rms"]  # -40 dB or better
+    page.close()
+
+
 def test_wrong_token_and_a_full_server_are_explained_and_the_page_recovers(
     browser: Any, bundled: LoadedModel, shots: list[Path], tmp_path: Path
 ) -> None:
@@ -372,26 +418,39 @@ def test_missing_microphone_is_explained(browser: Any, page_server: ServerThread
 def test_dropped_connection_and_stopped_server_are_explained_and_the_transcript_is_kept(
     browser: Any, bundled: LoadedModel, shots: list[Path], tmp_path: Path
 ) -> None:
-    settings = config(model=ModelConfig(name="tiny-en", warmup=False), shutdown_grace_s=2.0)
+    # Greedy finals: partials commit words as they go (the LM would hold them to the final).
+    settings = config(
+        model=ModelConfig(name="tiny-en", warmup=False),
+        lm=LmConfig(path="none"),
+        shutdown_grace_s=2.0,
+    )
     with ServerThread(settings, bundled) as server:
-        page = open_page(browser, server.http_url)
+        page = open_page(browser, server.http_url, viewport={"width": 960, "height": 600})
         page.click("#mic")
-        # Mid-utterance (the second sentence has begun): the network drops the connection.
+        # Mid-utterance, committed words solid and a tentative tail: the README's picture.
         page.wait_for_function(
-            "() => window.captions.finals.length >= 1 && document.querySelector('.utt.open')"
-            "?.textContent.includes(' ')",
+            f"() => window.captions.finals.length >= 2 && ({OPEN_WORDS_JS})(true) >= 2"
+            f" && ({OPEN_WORDS_JS})(false) >= 2",
             timeout=TIMEOUT_MS,
         )
+        page.wait_for_timeout(150)  # let the level meter's transition settle
+        screenshot(page, shots, tmp_path, "browser-captions.png")
+        assert (
+            page.locator(".utt.open .tentative").evaluate("(el) => getComputedStyle(el).fontStyle")
+            == "italic"
+        )
+        # Then the network drops the connection.
         server.call(abort_connections(server))
         problem = page.locator("#problem")
         page.wait_for_function(
-            "() => window.captions.problems.some((p) => p.kind === 'dropped')", timeout=TIMEOUT_MS
+            "() => window.captions.problems.some((p) => p.kind === 'dropped_utterance')",
+            timeout=TIMEOUT_MS,
         )
         # It reconnects by itself and the unfinished sentence is recognized again, once.
         wait_finals(page, len(SENTENCES))
         assert page.locator(".utt.interrupted").count() == 0
         finals = page.evaluate("() => window.captions.finals")
-        assert cer(finals[1]["text"], SENTENCES[1]) <= 0.45, finals[1]["text"]
+        assert cer(finals[2]["text"], SENTENCES[2]) <= 0.45, finals[2]["text"]
         assert committed_text(page).count(finals[0]["text"]) == 1
         starts = [p["start_ms"] for p in page.evaluate("() => window.captions.transcript.finals()")]
         # One clock across streams: the third sentence starts at 8.08 s of the file.
@@ -409,6 +468,40 @@ def test_dropped_connection_and_stopped_server_are_explained_and_the_transcript_
         assert committed_text(page) == before
         screenshot(page, shots, tmp_path, "browser-server-stopped.png")
         page.close()
+
+
+def test_page_over_tls_streams_over_wss_and_its_own_origin_passes_an_allow_list(
+    browser: Any, bundled: LoadedModel, tmp_path: Path
+) -> None:
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.cert_chain_pems[0].write_to_path(str(cert_file))
+    cert.private_key_pem.write_to_path(str(key_file))
+    settings = config(
+        tls_cert_file=str(cert_file),
+        tls_key_file=str(key_file),
+        allowed_origins=("https://captions.example",),
+        model=ModelConfig(name="tiny-en", warmup=False),
+    )
+    with ServerThread(settings, bundled) as server:
+        assert server.http_url.startswith("https://")
+        context = browser.new_context(ignore_https_errors=True)
+        page = context.new_page()
+        page.goto(server.http_url)
+        page.select_option("#speed", "10")
+        page.set_input_files("#file", str(DEMO_WAV))
+        wait_finals(page, len(SENTENCES))
+        context.close()
+        # Other pages still need the list (the server's own origin is its scheme, host, port).
+        tls = ssl.create_default_context()
+        ca.configure_trust(tls)
+        url = server.http_url.replace("https://", "wss://") + "v1/stream"
+        with ws_connect(url, ssl=tls, origin=server.http_url.rstrip("/")) as ws:  # type: ignore[arg-type]
+            assert json.loads(ws.recv(timeout=10))["type"] == "ready"
+        with pytest.raises(InvalidStatus) as refused:
+            ws_connect(url, ssl=tls, origin="https://evil.example")  # type: ignore[arg-type]
+        assert refused.value.response.status_code == HTTPStatus.FORBIDDEN
 
 
 async def abort_connections(server: ServerThread) -> None:
