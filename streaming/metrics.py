@@ -35,6 +35,12 @@ class Metrics:
         self.errors = Counter(
             "streaming_errors", "Error messages sent to clients", ["code"], registry=r
         )
+        self.resumes = Counter(
+            "streaming_resumes",
+            "Native streams resumed here, refused a resume, or told to move (drain)",
+            ["outcome"],
+            registry=r,
+        )
         self.lag_events = Counter(
             "streaming_lag_events",
             "Sessions that fell behind real time / caught up again",

@@ -108,6 +108,8 @@ async def test_a_stream_cut_mid_utterance_resumes_on_another_server_with_the_sam
         await _stream(b, pcm[offset * 2 :])
         await b.send_json({"type": "end"})
         ended = await b.finish()
+        resumed = 'streaming_resumes_total{outcome="resumed"} 1.0'
+        assert resumed in second.metrics.render().decode()
 
     assert ended[-1] == {"close": [1000, ""]}
     assert _finals(a) + _finals(b) == uncut  # word for word, times and ids included

@@ -120,6 +120,7 @@ class NativeCodec(Codec):
             state = self.session.resume_state()
             text = "this server is shutting down: reconnect and resume with this token"
             self.stream.put(wire.moved(state.replay, self._token(state), text))
+            self._count("moved")
 
     # -- resume -----------------------------------------------------------------------
 
@@ -137,6 +138,7 @@ class NativeCodec(Codec):
         except (ResumeError, StreamError) as exc:
             self._reject_reason = exc.reason if isinstance(exc, ResumeError) else exc.code
             text = f"cannot resume this stream: {exc.message}; start a new stream"
+            self._count("rejected")
             self.stream.send_error(RESUME_REJECTED, text, fatal=True)
             self.stream.close_with(1008, RESUME_REJECTED)
             self.driver.end("end")
@@ -146,6 +148,11 @@ class NativeCodec(Codec):
         state = claims.state
         self.stream.put(wire.resumed(claims.stream, state.replay, session.format, state.next_id))
         self.log.info("resumed stream %s at input sample %d", claims.stream, state.replay)
+        self._count("resumed")
+
+    def _count(self, outcome: str) -> None:
+        if self.driver.metrics is not None:
+            self.driver.metrics.resumes.labels(outcome).inc()
 
     def _maybe_ack(self, *, silence: bool) -> None:
         """Send ``ack`` + token when every final made so far is out (an LM final may still
