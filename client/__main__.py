@@ -32,10 +32,10 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_ABORTED = 0, 1, 2, 130
 
 EPILOG = """\
 examples:
-  %(prog)s file speech.wav                      live captions, real-time pace
-  %(prog)s file --fast recordings/ --report r.json
-  %(prog)s mic --device pulse --seconds 10 --srt talk.srt
-  %(prog)s mic --list-devices
+  streaming-client file speech.wav                      live captions, real-time pace
+  streaming-client file --fast recordings/ --report r.json
+  streaming-client mic --device pulse --seconds 10 --srt talk.srt
+  streaming-client mic --list-devices
 
 exit codes: 0 ok (also after a Ctrl-C stop), 1 connection or server failure,
 2 usage error, 130 aborted by a second Ctrl-C
