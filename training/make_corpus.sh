@@ -10,7 +10,7 @@
 # WORDNET=1 (the default when wordnet-base is installed) renders the ~40 000 WordNet
 # example sentences (train-only, training/text.py), each once, by one voice in turn.
 # JOE_MORE=1 has joe also speak the 16 000 WordNet sentences of kal16 and awb: new
-# sentences are what joe lacks now that it fits its own (training/README.md, 2026-12-02).
+# sentences are what joe lacks once it fits its own (training/README.md).
 set -euo pipefail
 W="${WORKERS:-2}"
 S="python -m training.synth --workers $W"
