@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from streaming.audio import Resampler
-from streaming.config import ModelConfig, ServerConfig
+from streaming.config import LmConfig, ModelConfig, ServerConfig
 from streaming.server import Server
 
 DEMO = Path(__file__).resolve().parent.parent / "streaming" / "assets" / "demo.wav"
@@ -99,7 +99,11 @@ async def one_round(browser: Any, url: str, mode: str, seconds: float) -> dict[s
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
     from playwright.async_api import async_playwright
 
-    config = ServerConfig(host="127.0.0.1", port=0, model=ModelConfig(name=args.model))
+    # Greedy finals, so that partials commit words as they go (LM finals commit only with
+    # the final, which would make commit latency the final's).
+    config = ServerConfig(
+        host="127.0.0.1", port=0, model=ModelConfig(name=args.model), lm=LmConfig(path="none")
+    )
     flags = [
         "--use-fake-ui-for-media-stream",
         "--use-fake-device-for-media-stream",

@@ -4,10 +4,10 @@
 //
 // Where to resample (measured with benchmarks/browser_resampling.py, see docs/browser.md):
 // the worklet converts to 16 kHz itself ("worklet", the default). Its converter delays the
-// audio 1.0 ms, where the server's soxr holds back 24 ms on average; end to end the page's
-// way measured 10 ms lower commit p50 (643 vs 654 ms, at the noise level) and it uploads
-// 2.8x fewer bytes (256 vs 706 kbit/s from 44.1 kHz), the larger delay on a slow uplink.
-// "server" (?resample=server) sends the device rate with `start` for comparison.
+// audio 1.0 ms, where the server's soxr holds back 24 ms on average, which makes some of
+// the server's 240 ms hops wait for the next 100 ms chunk: commit p50 629 ms here vs 719 ms
+// with server resampling (44.1 kHz device), and 2.8x fewer bytes uploaded (256 vs 706 kbit/s).
+// "server" (?resample=server) sends the device rate with `start`, for comparison.
 
 import { SUPPORTED_RATES } from "./connection.js";
 import { toInt16 } from "./resample.js";
