@@ -10,9 +10,7 @@ import asyncio
 import os
 import shutil
 import threading
-from collections.abc import Iterator
 from concurrent.futures import Future
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -81,10 +79,3 @@ class ServerThread:
     def http_url(self) -> str:
         assert self.server is not None
         return self.server.url.replace("ws://", "http://", 1).replace("wss://", "https://", 1)
-
-
-@contextmanager
-def running_server(config: ServerConfig, model: LoadedModel) -> Iterator[ServerThread]:
-    with ServerThread(config, model) as thread:
-        yield thread
-
