@@ -79,9 +79,36 @@ class Decoded:
     hf: list[str | None] = field(default_factory=list)  # one per setting
 
 
-def run_stream(model: Any, audio: np.ndarray, setting: Setting, feed_ms: int = 100) -> StreamRun:
+class _Normalized:
+    """The model with each window scaled by other statistics than its own (an experiment:
+    the server normalizes every window alone, whole-utterance decoding the whole input).
+
+    ``utterance``: the mean and variance of the whole padded utterance (what whole-utterance
+    decoding uses; an oracle); ``running``: of all the stream's audio fed so far (causal).
+    """
+
+    def __init__(self, model: Any, audio: np.ndarray, mode: str) -> None:
+        import dataclasses
+
+        self.vocab, self.geometry = model.vocab, model.geometry
+        self._raw = dataclasses.replace(model, normalize=False)
+        self._audio, self._mode = audio, mode
+        self.fed = len(audio)
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        seen = self._audio if self._mode == "utterance" else self._audio[: self.fed]
+        mean, var = float(seen.mean()), float(seen.var())
+        out: np.ndarray = self._raw.infer((batch - mean) / np.sqrt(var + 1e-7))
+        return out
+
+
+def run_stream(
+    model: Any, audio: np.ndarray, setting: Setting, feed_ms: int = 100, norm: str = "window"
+) -> StreamRun:
     """Feed ``audio`` to a Session in ``feed_ms`` pieces and run each due window at once
-    (what ``benchmarks.simulate`` does with zero model time), keeping every window plan."""
+    (what ``benchmarks.simulate`` does with zero model time), keeping every window plan.
+    ``norm``: ``window`` (the server's: each window by its own statistics), ``running``
+    or ``utterance`` (see :class:`_Normalized`)."""
     from client.latency import LatencyTracker, SendLog
     from streaming.codecs.native_format import event_message
     from streaming.config import VadConfig, WindowConfig
@@ -95,6 +122,7 @@ def run_stream(model: Any, audio: np.ndarray, setting: Setting, feed_ms: int = 1
         stream_context="off",
     )
     session = Session(model.vocab, model.geometry, VadConfig(), window)
+    runner = model if norm == "window" else _Normalized(model, audio, norm)
     pcm = np.clip(np.round(audio * 32768.0), -32768, 32767).astype("<i2")
     step = SAMPLE_RATE * feed_ms // 1000
     send_log = SendLog()
@@ -112,11 +140,13 @@ def run_stream(model: Any, audio: np.ndarray, setting: Setting, feed_ms: int = 1
     def drain() -> None:
         while (request := session.next_request()) is not None:
             plans.append((request.utterance_id, request.plan))
-            emit(session.complete(request, model.infer(request.samples[None, :])[0]))
+            emit(session.complete(request, runner.infer(request.samples[None, :])[0]))
 
     for pos in range(0, len(pcm), step):
         end = min(len(pcm), pos + step)
         clock = end / SAMPLE_RATE
+        if isinstance(runner, _Normalized):
+            runner.fed = end
         send_log.record(clock, end * 1000.0 / SAMPLE_RATE)
         emit(session.feed(pcm[pos:end].tobytes()))
         drain()
@@ -150,9 +180,9 @@ def whole_words(model: Any, audio: np.ndarray) -> list[tuple[str, float, float]]
     ]
 
 
-def matched(ref: Sequence[str], hyp: Sequence[str]) -> list[int | None]:
-    """For each reference word, the hypothesis word a minimum-edit alignment pairs it with
-    when the two are equal (a correct word), else None."""
+def _alignment(ref: Sequence[str], hyp: Sequence[str]) -> list[tuple[int | None, int | None]]:
+    """A minimum-edit alignment as (reference index, hypothesis index) pairs, in order;
+    None on one side is a deletion or an insertion."""
     n, m = len(ref), len(hyp)
     cost = np.zeros((n + 1, m + 1), dtype=np.int32)
     cost[:, 0] = np.arange(n + 1)
@@ -161,18 +191,37 @@ def matched(ref: Sequence[str], hyp: Sequence[str]) -> list[int | None]:
         for j in range(1, m + 1):
             sub = cost[i - 1, j - 1] + (ref[i - 1] != hyp[j - 1])
             cost[i, j] = min(sub, cost[i - 1, j] + 1, cost[i, j - 1] + 1)
-    out: list[int | None] = [None] * n
+    pairs: list[tuple[int | None, int | None]] = []
     i, j = n, m
-    while i > 0 and j > 0:
-        if cost[i, j] == cost[i - 1, j - 1] + (ref[i - 1] != hyp[j - 1]):
-            if ref[i - 1] == hyp[j - 1]:
-                out[i - 1] = j - 1
+    while i > 0 or j > 0:
+        if i > 0 and j > 0 and cost[i, j] == cost[i - 1, j - 1] + (ref[i - 1] != hyp[j - 1]):
+            pairs.append((i - 1, j - 1))
             i, j = i - 1, j - 1
-        elif cost[i, j] == cost[i - 1, j] + 1:
+        elif i > 0 and cost[i, j] == cost[i - 1, j] + 1:
+            pairs.append((i - 1, None))
             i -= 1
         else:
+            pairs.append((None, j - 1))
             j -= 1
+    return pairs[::-1]
+
+
+def matched(ref: Sequence[str], hyp: Sequence[str]) -> list[int | None]:
+    """For each reference word, the hypothesis word a minimum-edit alignment pairs it with
+    when the two are equal (a correct word), else None."""
+    out: list[int | None] = [None] * len(ref)
+    for i, j in _alignment(ref, hyp):
+        if i is not None and j is not None and ref[i] == hyp[j]:
+            out[i] = j
     return out
+
+
+def edit_kinds(ref: Sequence[str], hyp: Sequence[str]) -> tuple[int, int, int]:
+    """(substitutions, deletions, insertions) of a minimum-edit alignment."""
+    pairs = _alignment(ref, hyp)
+    subs = sum(1 for i, j in pairs if i is not None and j is not None and ref[i] != hyp[j])
+    dels = sum(1 for _, j in pairs if j is None)
+    return subs, dels, sum(1 for i, _ in pairs if i is None)
 
 
 @dataclass
@@ -188,8 +237,13 @@ class Positions:
     straddling: list[int] = field(default_factory=lambda: [0, 0])  # words, errors
     inside: list[int] = field(default_factory=lambda: [0, 0])
     whole_only_errors: int = 0  # streaming right where the whole-utterance decode is wrong
+    # streaming word breaks by |distance| to the nearest stitch point: all of them, and those
+    # inside a word that the whole-utterance decode reads as one (a split word)
+    breaks: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    splits: dict[int, int] = field(default_factory=lambda: defaultdict(int))
 
     def add(self, decoded: Decoded, run: StreamRun) -> None:
+        self._add_breaks(decoded, run)
         ref = decoded.ref
         by_whole = matched(ref, [w for w, _, _ in decoded.whole])
         by_stream = matched(ref, run.transcript.split())
@@ -215,7 +269,30 @@ class Positions:
             self.words[key] += 1
             self.errors[key] += wrong
 
+    def _add_breaks(self, decoded: Decoded, run: StreamRun, margin_ms: float = 20.0) -> None:
+        stitches = np.asarray(run.stitches_ms)
+        far = int(self.half_chunk_ms // BIN_MS)
+        for (_, _, end), (_, start, _) in zip(run.words, run.words[1:]):
+            gap = (end + start) / 2
+            dist = float(np.min(np.abs(stitches - gap))) if stitches.size else np.inf
+            key = min(int(dist // BIN_MS), far)
+            self.breaks[key] += 1
+            self.splits[key] += any(
+                a < end - margin_ms and b > start + margin_ms for _, a, b in decoded.whole
+            )
+
     def to_json(self) -> dict[str, Any]:
+        far = int(self.half_chunk_ms // BIN_MS)
+        breaks = [
+            {
+                "from_ms": key * BIN_MS,
+                "to_ms": (key + 1) * BIN_MS if key < far else None,
+                "breaks": self.breaks[key],
+                "inside_a_whole_word": self.splits[key],
+                "rate": round(self.splits[key] / self.breaks[key], 4) if self.breaks[key] else None,
+            }
+            for key in sorted(self.breaks)
+        ]
         rows = [
             {
                 "from_ms": key * BIN_MS,
@@ -237,6 +314,11 @@ class Positions:
             "streaming_only_errors": total_errors,
             "whole_only_errors": self.whole_only_errors,
             "words_whole_correct": total_words,
+            "word_breaks": {
+                "distance": "|gap between two streaming words − nearest stitch point|, ms "
+                "(the last bin: half a chunk or more)",
+                "bins": breaks,
+            },
         }
 
 
@@ -259,6 +341,7 @@ def score_sets(
     """WER/CER of setting ``k`` per (set, voice group): whole, streaming and HF chunked."""
     cells: dict[tuple[str, str], dict[str, scoring.ErrorCounts]] = {}
     counts: dict[tuple[str, str], int] = defaultdict(int)
+    kinds: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
     for utt, dec in zip(utts, decoded):
         ref = " ".join(dec.ref)
         whole = " ".join(w for w, _, _ in dec.whole)
@@ -272,6 +355,10 @@ def score_sets(
                 counts[(name, group)] += 1
                 for kind, hyp in hyps.items():
                     cell.setdefault(kind, scoring.ErrorCounts()).add(ref, hyp)
+                    edits = edit_kinds(dec.ref, scoring.normalize_text(hyp).split())
+                    total = kinds[(name, group, kind)]
+                    for e, count in enumerate(edits):
+                        total[e] += count
     order = [oodset.IN_DOMAIN, "out-of-domain"]
     order += sorted({u.category for u in utts} - {oodset.IN_DOMAIN})
     rows = []
@@ -285,7 +372,9 @@ def score_sets(
                 "voices": group,
                 "utterances": counts[(name, group)],
             }
-            row.update({kind: c.to_json() for kind, c in cell.items()})
+            for kind, c in cell.items():
+                subs, dels, ins = kinds[(name, group, kind)]
+                row[kind] = {**c.to_json(), "sub": subs, "del": dels, "ins": ins}
             base = cell["whole"].wer
             row["streaming_x_whole"] = round(cell["streaming"].wer / base, 4) if base else None
             if "hf_chunked" in cell:
@@ -343,7 +432,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results = []
     for k, setting in enumerate(settings):
         for dec, audio in zip(decoded, audios):
-            dec.streams.append(run_stream(model, audio, setting))
+            dec.streams.append(run_stream(model, audio, setting, norm=args.norm))
         hf_done = args.hf and (k == 0 or args.hf_all)
         hf = hf_transcripts(bench.source, setting, audios, args.hf_batch) if hf_done else None
         for i, dec in enumerate(decoded):
@@ -358,6 +447,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         sets = score_sets(utts, decoded, k)
         result = {
             "setting": setting.label,
+            "norm": args.norm,
             "chunk_ms": setting.chunk,
             "left_ms": setting.left,
             "right_ms": setting.right,
@@ -418,6 +508,7 @@ def print_setting(result: dict[str, Any]) -> None:
                 "whole CER": row["whole"]["cer"],
                 "stream CER": row["streaming"]["cer"],
                 "HF CER": hf["cer"] if hf else None,
+                "ins whole/stream": f"{row['whole']['ins']}/{row['streaming']['ins']}",
                 "stream/whole": row["streaming_x_whole"],
                 "HF/whole": row.get("hf_x_whole"),
             }
@@ -444,6 +535,12 @@ def print_setting(result: dict[str, Any]) -> None:
             "rate": round(far["streaming_only_errors"] / max(1, far["words"]), 4),
         }
     )
+    splits = [
+        f"{b['from_ms']}+: {b['inside_a_whole_word']}/{b['breaks']}"
+        for b in pos["word_breaks"]["bins"]
+    ]
+    print("streaming word breaks inside a whole-decode word, by |distance to stitch| (ms): ")
+    print("  " + ", ".join(splits))
     reporting.print_table(
         rows,
         list(rows[0]),
@@ -472,7 +569,10 @@ def print_levers(results: Sequence[dict[str, Any]]) -> None:
 def plot(data: dict[str, Any], name: str, slug: str, results_dir: Any = None) -> Any:
     plt = figures.pyplot()
     first = data["settings"][0]
-    fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
+    results = data["settings"]
+    fig, axes = plt.subplots(
+        1, 4 if len(results) > 1 else 3, figsize=(22 if len(results) > 1 else 17, 4.8)
+    )
     ax = axes[0]
     cells = [
         r for r in first["sets"]
@@ -521,6 +621,25 @@ def plot(data: dict[str, Any], name: str, slug: str, results_dir: Any = None) ->
     ax.set_title("where the extra streaming errors sit", fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(True, alpha=0.3)
+    if len(results) > 1:
+        ax = axes[3]
+        for domain in (oodset.IN_DOMAIN, "out-of-domain"):
+            for group in GROUPS:
+                cells = [_cell(r, domain, group) for r in results]
+                if any(c is None for c in cells):
+                    continue
+                commit = [r["commit_ms"]["p95"] for r in results]
+                ratios = [c["streaming_x_whole"] for c in cells if c is not None]
+                ax.scatter(commit, ratios, label=f"{domain}, {group} voices")
+                if domain == "out-of-domain":
+                    for r, x, y in zip(results, commit, ratios):
+                        ax.annotate(r["setting"], (x, y), fontsize=6)
+        ax.axhline(TARGET, color="r", ls=":", lw=1)
+        ax.set_xlabel("p95 commit latency, algorithmic (ms)")
+        ax.set_ylabel("streaming WER ÷ whole-utterance WER")
+        ax.set_title("levers: window settings", fontsize=10)
+        ax.legend(fontsize=7)
+        ax.grid(True, alpha=0.3)
     return figures.save_figure(fig, name, slug, results_dir)
 
 
@@ -542,6 +661,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=("all", *GROUPS),
         default="all",
         help="voice group(s): training voices, held-out voices or both",
+    )
+    p.add_argument(
+        "--norm",
+        choices=("window", "running", "utterance"),
+        default="window",
+        help="experiment: scale each streaming window by its own statistics (the server's "
+        "way), by those of the stream so far, or by the whole utterance's (an oracle)",
     )
     p.add_argument("--no-hf", dest="hf", action="store_false", help="skip the HF pipeline")
     p.add_argument("--hf-all", action="store_true", help="the HF pipeline for every setting")

@@ -87,12 +87,21 @@ def test_alignment_pairs_only_equal_words() -> None:
     assert accuracy_ood.matched(["a", "b"], ["z", "a", "b"]) == [1, 2]
 
 
+def test_edits_are_told_apart_as_substitutions_deletions_and_insertions() -> None:
+    ref = ["the", "terrified", "cat"]
+
+    assert accuracy_ood.edit_kinds(ref, ["the", "terri", "fied", "cat"]) == (1, 0, 1)
+    assert accuracy_ood.edit_kinds(ref, ["the", "cat"]) == (0, 1, 0)
+    assert accuracy_ood.edit_kinds(ref, ref) == (0, 0, 0)
+
+
 def test_a_streaming_only_error_is_binned_by_its_distance_to_the_nearest_stitch() -> None:
     decoded = accuracy_ood.Decoded(
         ref=["one", "two", "three"],
         whole=[("one", 100.0, 200.0), ("two", 300.0, 400.0), ("three", 640.0, 740.0)],
     )
-    run = accuracy_ood.StreamRun("one too three", [], [390.0, 630.0], [], None, 3)
+    words = [("one", 100.0, 200.0), ("too", 300.0, 340.0), ("three", 640.0, 740.0)]
+    run = accuracy_ood.StreamRun("one too three", words, [390.0, 630.0], [], None, 3)
     positions = accuracy_ood.Positions(half_chunk_ms=120.0)
 
     positions.add(decoded, run)
@@ -102,6 +111,22 @@ def test_a_streaming_only_error_is_binned_by_its_distance_to_the_nearest_stitch(
     assert {b["from_ms"]: b["streaming_only_errors"] for b in out["bins"]} == {-40: 1, 60: 0}
     assert out["straddling_a_stitch"] == {"words": 1, "streaming_only_errors": 1, "rate": 1.0}
     assert out["far"] == {"words": 1, "streaming_only_errors": 0}  # "one": 240 ms away
+
+
+def test_a_word_break_inside_a_whole_decode_word_counts_as_a_split() -> None:
+    decoded = accuracy_ood.Decoded(
+        ref=["terrified", "cat"], whole=[("terrified", 300.0, 500.0), ("cat", 600.0, 700.0)]
+    )
+    words = [("terri", 300.0, 380.0), ("fied", 420.0, 500.0), ("cat", 600.0, 700.0)]
+    run = accuracy_ood.StreamRun("terri fied cat", words, [390.0], [], None, 2)
+    positions = accuracy_ood.Positions(half_chunk_ms=120.0)
+
+    positions.add(decoded, run)
+    bins = {b["from_ms"]: b for b in positions.to_json()["word_breaks"]["bins"]}
+
+    # the break at 400 ms is 10 ms from the stitch; the one at 550 ms is 160 ms away (far)
+    assert (bins[0]["breaks"], bins[0]["inside_a_whole_word"]) == (1, 1)
+    assert (bins[120]["breaks"], bins[120]["inside_a_whole_word"]) == (1, 0)
 
 
 @needs_fortunes
