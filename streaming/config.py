@@ -412,7 +412,8 @@ class ServerConfig:
         flag="--allow-origin",
         group=SECURITY,
         metavar="ORIGIN",
-        help="accept browser connections only from this Origin (repeatable); default: any origin",
+        help="accept browser connections only from this Origin (repeatable; the server's own "
+        "captions page is always allowed); default: any origin",
     )
     protocol: str = setting(
         "native",
