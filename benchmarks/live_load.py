@@ -73,16 +73,21 @@ class PlannedStream(NamedTuple):
     number: int
     path: str
     delay_s: float
+    resume: bool = True  # the client asks for resume (acks and tokens), as by default
 
 
 def plan_level(
-    files: Sequence[testset.ComposedFile], n: int, seed: int, ramp_s: float = 1.0
+    files: Sequence[testset.ComposedFile],
+    n: int,
+    seed: int,
+    ramp_s: float = 1.0,
+    resume: bool = True,
 ) -> list[PlannedStream]:
     """The ``n`` streams of a level: stream i streams file i mod len(files) and starts at a
     seeded random offset in [0, ramp_s) (the same draws whatever the process count)."""
     rng = random.Random(seed)
     return [
-        PlannedStream(i, str(files[i % len(files)].path), rng.uniform(0.0, ramp_s))
+        PlannedStream(i, str(files[i % len(files)].path), rng.uniform(0.0, ramp_s), resume)
         for i in range(n)
     ]
 
@@ -121,11 +126,19 @@ def _client_procs_arg(text: str) -> int:
     return value
 
 
-async def _one_stream(url: str, path: str, delay: float) -> Any:
+async def _one_stream(url: str, stream: PlannedStream) -> Any:
     from client.api import stream_file
 
-    await asyncio.sleep(delay)
-    return await stream_file(path, url, speed=1.0, chunk_ms=100.0, retries=5, finish_timeout=60.0)
+    await asyncio.sleep(stream.delay_s)
+    return await stream_file(
+        stream.path,
+        url,
+        speed=1.0,
+        chunk_ms=100.0,
+        retries=5,
+        finish_timeout=60.0,
+        resume=stream.resume,
+    )
 
 
 def stream_record(index: int, res: Any) -> dict[str, Any]:
@@ -155,7 +168,7 @@ def stream_record(index: int, res: Any) -> dict[str, Any]:
 
 
 async def _run_streams(url: str, plan: Sequence[PlannedStream]) -> list[Any]:
-    tasks = [_one_stream(url, s.path, s.delay_s) for s in plan]
+    tasks = [_one_stream(url, s) for s in plan]
     return list(await asyncio.gather(*tasks, return_exceptions=True))
 
 
@@ -285,10 +298,11 @@ async def _level(
     n: int,
     seed: int,
     ramp_s: float = 1.0,
+    resume: bool = True,
 ) -> tuple[list[Any], list[float]]:
     """Run ``n`` streams starting within ``ramp_s``; sample the engine load (``/health``)
     every second meanwhile."""
-    plan = plan_level(files, n, seed, ramp_s)
+    plan = plan_level(files, n, seed, ramp_s, resume)
     loads: list[float] = []
 
     async def sample() -> None:
@@ -311,6 +325,7 @@ def run_level(
     seed: int,
     ramp_s: float = 1.0,
     client_procs: int = 1,
+    resume: bool = True,
 ) -> dict[str, Any]:
     """One level: ``n`` streams, in this process (``client_procs`` 1, as always) or spread
     over ``client_procs`` spawned processes (0 = auto, see :func:`client_procs_for`)."""
@@ -330,11 +345,11 @@ def run_level(
     if procs == 1:
         begin()
         began = time.monotonic()
-        results, loads = asyncio.run(_level(server, files, n, seed, ramp_s))
+        results, loads = asyncio.run(_level(server, files, n, seed, ramp_s, resume))
         wall = time.monotonic() - began
         records = [stream_record(i, res) for i, res in enumerate(results)]
     else:
-        plan = plan_level(files, n, seed, ramp_s)
+        plan = plan_level(files, n, seed, ramp_s, resume)
         records, loads, usage, wall = _level_in_procs(server, plan, procs, begin)
     before, t0 = marks["before"], marks["t0"]
     t1 = server.clock
@@ -540,8 +555,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         idle_rss = server.samples[-1].rss_mb if server.samples else None
         for n in args.streams:
             level = run_level(
-                server, files, n, seed=n, ramp_s=args.ramp_s, client_procs=args.client_procs
+                server,
+                files,
+                n,
+                seed=n,
+                ramp_s=args.ramp_s,
+                client_procs=args.client_procs,
+                resume=args.client_resume == "on",
             )
+            level["client_resume"] = args.client_resume
             levels.append(level)
             r = _row(level)
             print(
@@ -684,6 +706,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         " in this process; 0 or 'auto': about one per 200 streams, at most half the cores)",
     )
     p.add_argument("--server-args", default="", help="extra server options, one string")
+    p.add_argument(
+        "--client-resume",
+        choices=("on", "off"),
+        default="on",
+        help="clients ask for resume (acks with signed tokens), as the Python client does by "
+        "default; off measures streams without it (default: %(default)s)",
+    )
     cli.add_result_options(p, "added to the result file names")
     return cli.parse_benchmark_args(p, "live_load", argv)
 
