@@ -9,6 +9,7 @@ README's ``browser-captions.png``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -26,6 +27,8 @@ import soundfile
 import trustme
 from browser_support import SCREENSHOT_ENV, ServerThread, chromium_path
 from compat_support import cer
+from test_golden_wire import golden_config
+from test_resume_client import Proxy
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
@@ -443,13 +446,17 @@ def test_dropped_connection_and_stopped_server_are_explained_and_the_transcript_
         server.call(abort_connections(server))
         problem = page.locator("#problem")
         page.wait_for_function(
-            "() => window.captions.problems.some((p) => p.kind === 'dropped_utterance')",
+            "() => window.captions.problems.some((p) => p.kind === 'dropped')",
             timeout=TIMEOUT_MS,
         )
-        # It reconnects by itself and the unfinished sentence is recognized again, once.
+        # It reconnects by itself and resumes the stream (the server's own key): the words
+        # shown stay, and the unfinished sentence goes on in place, each final once.
         wait_finals(page, len(SENTENCES))
         assert page.locator(".utt.interrupted").count() == 0
         finals = page.evaluate("() => window.captions.finals")
+        assert [f["utterance_id"] for f in finals] == list(range(len(SENTENCES)))
+        resumes = page.evaluate("() => window.captions.stream.resumes")
+        assert len(resumes) == 1 and resumes[0]["offset"] > 0, resumes
         assert cer(finals[2]["text"], SENTENCES[2]) <= 0.45, finals[2]["text"]
         assert committed_text(page).count(finals[0]["text"]) == 1
         starts = [p["start_ms"] for p in page.evaluate("() => window.captions.transcript.finals()")]
@@ -464,7 +471,10 @@ def test_dropped_connection_and_stopped_server_are_explained_and_the_transcript_
             timeout=TIMEOUT_MS,
         )
         assert "Cannot reach the recognizer" in problem.inner_text()
-        assert page.locator("#state").get_attribute("data-state") == "retrying"
+        # It moved the stream (`moved` on drain) and keeps trying to resume it.
+        assert page.locator("#state").get_attribute("data-state") == "reconnecting"
+        assert page.locator("#state").inner_text().startswith("Reconnecting…")
+        assert "moved" in [p["kind"] for p in page.evaluate("() => window.captions.problems")]
         assert committed_text(page) == before
         screenshot(page, shots, tmp_path, "browser-server-stopped.png")
         page.close()
@@ -517,3 +527,162 @@ def http_get(url: str) -> tuple[int, bytes]:
             return response.status, response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
+
+
+# ---- session resume (docs/protocol.md "Resume") ----------------------------------------------
+
+RESUME_KEY = "a shared resume key for the browser tests"
+RESUME_SPEED = "2"
+
+
+@pytest.fixture(scope="module")
+def two_sentences(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo's first two sentences (7.6 s): a cut in the second leaves one to finish."""
+    audio, rate = soundfile.read(DEMO_WAV, dtype="int16")
+    path = tmp_path_factory.mktemp("speech") / "two.wav"
+    soundfile.write(path, audio[: int(7.6 * rate)], rate, subtype="PCM_16")
+    return path
+
+
+def resume_config(key: str = RESUME_KEY) -> ServerConfig:
+    """The golden wire's settings (greedy finals: words commit as they go) and a resume key."""
+    return golden_config(resume_key=key, model=ModelConfig(name="tiny-en", warmup=False))
+
+
+@contextlib.contextmanager
+def behind_proxy(
+    bundled: LoadedModel, second_key: str = RESUME_KEY
+) -> Iterator[tuple[ServerThread, ServerThread, Proxy]]:
+    """Two servers and a TCP proxy to the first (run on the second's loop), as a balancer."""
+    with (
+        ServerThread(resume_config(), bundled) as first,
+        ServerThread(resume_config(second_key), bundled) as second,
+    ):
+        assert first.server is not None
+        proxy = Proxy(first.server.port)
+        second.call(proxy.start())
+        try:
+            yield first, second, proxy
+        finally:
+            second.call(proxy.stop())
+
+
+def repoint(proxy: Proxy, via: ServerThread, to: ServerThread, cut: bool) -> None:
+    """New connections go to `to`; with `cut`, the open ones drop without a close frame."""
+    assert to.server is not None
+    port = to.server.port
+
+    async def apply() -> None:
+        if cut:
+            proxy.cut(port)
+        else:
+            proxy.target = port
+
+    via.call(apply())
+
+
+def stream_file(page: Any, path: Path) -> None:
+    page.select_option("#speed", RESUME_SPEED)
+    page.set_input_files("#file", str(path))
+
+
+#: Mid-utterance: one final shown and committed words of the next one on screen.
+MID_SECOND_JS = f"() => window.captions.finals.length >= 1 && ({OPEN_WORDS_JS})(true) >= 2"
+FINAL_TEXTS_JS = "() => window.captions.finals.map((f) => f.text)"
+
+
+def check_shown_once(page: Any) -> list[dict[str, Any]]:
+    """Finals once each, ids 0, 1, …, word times rising; nothing interrupted left over."""
+    finals: list[dict[str, Any]] = page.evaluate("() => window.captions.finals")
+    assert [f["utterance_id"] for f in finals] == list(range(len(finals)))
+    starts = [w["start_ms"] for f in finals for w in f["words"]]
+    assert starts == sorted(starts) and len(set(starts)) == len(starts), starts
+    assert page.locator(".utt.interrupted").count() == 0
+    assert page.locator(".utt.final").count() == len(finals)
+    assert committed_text(page) == " ".join(f["text"] for f in finals)
+    assert page.errors == []
+    return finals
+
+
+def wait_idle(page: Any) -> None:
+    page.wait_for_function(
+        "() => document.getElementById('state').dataset.state === 'idle'", timeout=TIMEOUT_MS
+    )
+
+
+def test_a_cut_stream_resumes_on_another_server_with_the_uncut_transcript(
+    browser: Any, bundled: LoadedModel, two_sentences: Path
+) -> None:
+    with behind_proxy(bundled) as (first, second, proxy):
+        url = f"http://127.0.0.1:{proxy.port}/"
+        uncut = open_page(browser, url)
+        stream_file(uncut, two_sentences)
+        wait_idle(uncut)
+        expected = uncut.evaluate(FINAL_TEXTS_JS)
+        assert len(expected) == 2 and all(expected), expected
+        uncut.close()
+
+        page = open_page(browser, url)
+        stream_file(page, two_sentences)
+        page.wait_for_function(MID_SECOND_JS, timeout=TIMEOUT_MS)
+        shown = committed_text(page)
+        repoint(proxy, second, second, cut=True)  # the replica dies; the balancer has another
+        page.wait_for_function(
+            "() => document.getElementById('state').dataset.state === 'reconnecting'"
+            " || window.captions.stream.resumes.length > 0",
+            timeout=TIMEOUT_MS,
+        )
+        assert committed_text(page).startswith(shown)  # nothing cleared while reconnecting
+        wait_idle(page)
+        assert page.evaluate(FINAL_TEXTS_JS) == expected
+        check_shown_once(page)
+        resumes = page.evaluate("() => window.captions.stream.resumes")
+        assert len(resumes) == 1 and resumes[0]["reason"] == "dropped", resumes
+        assert resumes[0]["offset"] > 0 and "newStreamAt" not in resumes[0]
+        assert [p["kind"] for p in page.evaluate("() => window.captions.problems")] == ["dropped"]
+        assert page.locator("#problem").is_hidden()  # live again: the message went
+        page.close()
+
+
+def test_a_draining_server_moves_the_page_to_another_which_finishes_the_stream(
+    browser: Any, bundled: LoadedModel, two_sentences: Path
+) -> None:
+    with behind_proxy(bundled) as (first, second, proxy):
+        page = open_page(browser, f"http://127.0.0.1:{proxy.port}/")
+        stream_file(page, two_sentences)
+        page.wait_for_function(MID_SECOND_JS, timeout=TIMEOUT_MS)
+        repoint(proxy, second, second, cut=False)  # the balancer stops sending it streams
+        first.stop()  # SIGTERM: finals first, then `moved` and close 1012
+        wait_idle(page)
+        finals = check_shown_once(page)
+        assert finals[1]["reason"] == "shutdown"  # finalized by the draining server
+        assert len(finals) >= 3  # … and the rest of the sentence on the second
+        kinds = [p["kind"] for p in page.evaluate("() => window.captions.problems")]
+        assert kinds == ["moved"], kinds
+        resumes = page.evaluate("() => window.captions.stream.resumes")
+        assert [r["reason"] for r in resumes] == ["moved"] and "offset" in resumes[0]
+        assert "happiness" in committed_text(page)
+        page.close()
+
+
+def test_a_refused_resume_is_explained_and_goes_on_as_a_new_stream_keeping_the_transcript(
+    browser: Any, bundled: LoadedModel, two_sentences: Path
+) -> None:
+    with behind_proxy(bundled, second_key="another key, not the first server's") as servers:
+        first, second, proxy = servers
+        page = open_page(browser, f"http://127.0.0.1:{proxy.port}/")
+        stream_file(page, two_sentences)
+        page.wait_for_function(MID_SECOND_JS, timeout=TIMEOUT_MS)
+        shown = committed_text(page)
+        repoint(proxy, second, second, cut=True)
+        wait_idle(page)
+        problem = page.locator("#problem")
+        assert problem.get_attribute("data-kind") == "resume_rejected"
+        assert "could not resume" in problem.inner_text()
+        assert "new stream" in problem.inner_text()
+        resumes = page.evaluate("() => window.captions.stream.resumes")
+        assert resumes[0]["refused"] == "unknown_key" and resumes[1]["newStreamAt"] > 0
+        finals = check_shown_once(page)
+        assert committed_text(page).startswith(shown.rsplit(" ", 1)[0])
+        assert "all the rest" in finals[0]["text"] and "happiness" in committed_text(page)
+        page.close()

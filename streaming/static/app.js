@@ -14,6 +14,8 @@ const lowConfidence = Number(params.get("low")) || LOW_CONFIDENCE;
 const $ = (id) => document.getElementById(id);
 const SPEECH_RMS = 0.02; // level above which the indicator says "speech"
 const SPEECH_HANG_MS = 300;
+// Problems that stay on screen once the stream is live again (they tell what happened to it).
+const STICKY_PROBLEMS = ["resume_rejected", "resume_gap"];
 
 const transcript = new Transcript();
 const view = { nodes: new Map(), stick: true };
@@ -181,13 +183,14 @@ function openStream(rate, onDone) {
       onState: (state, detail) => {
         if (stream !== s) return; // an older stream finishing while a new one runs
         if (state === "connecting") setState("connecting", "Connecting…");
+        if (state === "reconnecting") setState("reconnecting", detail ? `Reconnecting… (in ${detail} s)` : "Reconnecting…");
         if (state === "live") {
-          setState("live", "Live");
+          setState("live", detail?.type === "resumed" ? "Live · resumed" : "Live");
           if (s.droppedMs > reportedDropMs) {
             const lost = ((s.droppedMs - reportedDropMs) / 1000).toFixed(1);
-            showProblem("audio_dropped", `${lost} s of audio were lost while disconnected (the page keeps 30 s).`, "The captions go on from here.");
+            showProblem("audio_dropped", `${lost} s of audio were lost while disconnected (the page keeps 60 s).`, "The captions go on from here.");
             reportedDropMs = s.droppedMs;
-          } else clearProblem();
+          } else if (!STICKY_PROBLEMS.includes($("problem").dataset.kind)) clearProblem();
         }
         if (state === "retrying") setState("retrying", `Retrying in ${detail} s`);
         if (state === "done") setState("idle", "Not connected");
@@ -201,8 +204,8 @@ function openStream(rate, onDone) {
           $("token").select();
         }
       },
-      onInterrupted: (key, willReplay) => {
-        const p = transcript.interrupt(key, willReplay);
+      onInterrupted: (key) => {
+        const p = transcript.interrupt(key);
         if (p) render(p);
       },
       onDone,

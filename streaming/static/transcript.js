@@ -42,7 +42,6 @@ export function formatClock(ms) {
 export class Transcript {
   constructor() {
     this.paragraphs = [];
-    this.superseded = null; // an interrupted paragraph that replayed audio will redo
   }
 
   /** The paragraph of an utterance still being spoken, if any. */
@@ -51,30 +50,39 @@ export class Transcript {
   }
 
   /**
-   * Messages carry their connection's context: {key} (unique per websocket connection) and
-   * {offsetMs} (the page's clock at that connection's position 0).
+   * Messages carry their stream's context: {key} (unique per stream on the page: its
+   * connections, resumed or not, share it, and their utterance ids continue the stream's)
+   * and {offsetMs} (the page's clock at that stream's position 0).
    */
   paragraphFor(msg, ctx) {
     const key = `${ctx.key}:${msg.utterance_id ?? 0}`;
     const known = this.paragraphs.findLast((p) => p.key === key);
     if (known) return known;
-    if (this.superseded) {
-      this.paragraphs = this.paragraphs.filter((p) => p !== this.superseded);
-      this.superseded = null;
-    }
-    const p = { key, connection: ctx.key, startMs: 0, endMs: null, committed: [], tentative: [], final: false, interrupted: false, reason: null };
+    const p = { key, stream: ctx.key, startMs: 0, endMs: null, committed: [], tentative: [], final: false, interrupted: false, reason: null };
     this.paragraphs.push(p);
     return p;
   }
 
-  /** Applies a partial; returns {paragraph, newlyCommitted: [words]}. */
+  /**
+   * Applies a partial; returns {paragraph, newlyCommitted: [words]}, or null for an
+   * utterance whose final is shown already. Committed words shown never go: a new stream
+   * after a refused resume may commit fewer at first, its words then show as tentative.
+   */
   onPartial(msg, ctx) {
     const p = this.paragraphFor(msg, ctx);
+    if (p.final) return null;
     const before = p.committed.length;
     const words = (msg.words || []).map((w) => word(w, ctx.offsetMs));
     p.startMs = ctx.offsetMs + Number(msg.start_ms ?? 0);
-    p.committed = words.filter((w) => w.committed);
-    p.tentative = words.filter((w) => !w.committed);
+    p.interrupted = false;
+    p.endMs = null;
+    const committed = words.filter((w) => w.committed);
+    if (committed.length >= before) {
+      p.committed = committed;
+      p.tentative = words.filter((w) => !w.committed);
+    } else {
+      p.tentative = words.slice(before);
+    }
     if (words.length === 0) {
       // A server with --lm commits nothing in partials; keep the text it sent.
       p.tentative = sanitize(msg.text).split(" ").filter(Boolean).map((w) => ({ word: w, conf: 1, committed: false }));
@@ -82,9 +90,10 @@ export class Transcript {
     return { paragraph: p, newlyCommitted: p.committed.slice(before) };
   }
 
-  /** Applies a final; returns {paragraph, newlyCommitted}. */
+  /** Applies a final; returns {paragraph, newlyCommitted}, or null if shown already. */
   onFinal(msg, ctx) {
     const p = this.paragraphFor(msg, ctx);
+    if (p.final) return null;
     const before = p.committed.length;
     const words = (msg.words || []).map((w) => ({ ...word(w, ctx.offsetMs), committed: true }));
     p.startMs = ctx.offsetMs + Number(msg.start_ms ?? 0);
@@ -100,23 +109,21 @@ export class Transcript {
   }
 
   /**
-   * Connection `key` broke mid-utterance: its open paragraph stays, marked interrupted. When
-   * `willReplay`, its audio is sent again on the next connection and this paragraph is
-   * replaced by the one that audio produces.
+   * Stream `key`'s connection broke mid-utterance: its open paragraph stays, marked
+   * interrupted, until the resumed (or new) stream's results for it continue it in place.
    */
-  interrupt(key, willReplay) {
-    const p = this.paragraphs.findLast((q) => q.connection === key && !q.final && !q.interrupted);
+  interrupt(key) {
+    const p = this.paragraphs.findLast((q) => q.stream === key && !q.final && !q.interrupted);
     if (!p) return null;
     p.interrupted = true;
     p.endMs = Math.max(p.startMs, ...p.committed.concat(p.tentative).map((w) => w.endMs));
-    if (willReplay) this.superseded = p;
     return p;
   }
 
   /** Finished utterances as finals on the page's clock (what the exports are made of). */
   finals() {
     return this.paragraphs
-      .filter((p) => p.final || (p.interrupted && p !== this.superseded))
+      .filter((p) => p.final || p.interrupted)
       .map((p) => {
         const words = p.final ? p.words : p.committed.concat(p.tentative);
         return {
