@@ -31,6 +31,7 @@ from test_golden_wire import golden_config
 from test_resume_client import Proxy
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
+from websockets.typing import Origin
 
 from client.captions import sanitize, timestamp_prefix
 from client.subtitles import to_srt, to_vtt
@@ -303,11 +304,11 @@ def test_file_is_streamed_and_exports_match_the_terminal_clients_formats(
     )
     assert download("txt") == expected_txt
     # The formats' corners: a long utterance split at word times, "-->" and control characters.
-    words_long = [
+    words_long: list[dict[str, Any]] = [
         {"word": w, "start_ms": 1000 + 300 * i, "end_ms": 1250 + 300 * i, "conf": 0.9}
         for i, w in enumerate(LOREM)
     ]
-    tricky = [
+    tricky: list[dict[str, Any]] = [
         {
             "text": " ".join(w["word"] for w in words_long),
             "start_ms": 950,
@@ -507,10 +508,10 @@ def test_page_over_tls_streams_over_wss_and_its_own_origin_passes_an_allow_list(
         tls = ssl.create_default_context()
         ca.configure_trust(tls)
         url = server.http_url.replace("https://", "wss://") + "v1/stream"
-        with ws_connect(url, ssl=tls, origin=server.http_url.rstrip("/")) as ws:  # type: ignore[arg-type]
+        with ws_connect(url, ssl=tls, origin=Origin(server.http_url.rstrip("/"))) as ws:
             assert json.loads(ws.recv(timeout=10))["type"] == "ready"
         with pytest.raises(InvalidStatus) as refused:
-            ws_connect(url, ssl=tls, origin="https://evil.example")  # type: ignore[arg-type]
+            ws_connect(url, ssl=tls, origin=Origin("https://evil.example"))
         assert refused.value.response.status_code == HTTPStatus.FORBIDDEN
 
 
@@ -613,7 +614,7 @@ def wait_idle(page: Any) -> None:
 def test_a_cut_stream_resumes_on_another_server_with_the_uncut_transcript(
     browser: Any, bundled: LoadedModel, two_sentences: Path
 ) -> None:
-    with behind_proxy(bundled) as (first, second, proxy):
+    with behind_proxy(bundled) as (_, second, proxy):
         url = f"http://127.0.0.1:{proxy.port}/"
         uncut = open_page(browser, url)
         stream_file(uncut, two_sentences)
@@ -669,7 +670,7 @@ def test_a_refused_resume_is_explained_and_goes_on_as_a_new_stream_keeping_the_t
     browser: Any, bundled: LoadedModel, two_sentences: Path
 ) -> None:
     with behind_proxy(bundled, second_key="another key, not the first server's") as servers:
-        first, second, proxy = servers
+        _, second, proxy = servers
         page = open_page(browser, f"http://127.0.0.1:{proxy.port}/")
         stream_file(page, two_sentences)
         page.wait_for_function(MID_SECOND_JS, timeout=TIMEOUT_MS)
@@ -686,3 +687,74 @@ def test_a_refused_resume_is_explained_and_goes_on_as_a_new_stream_keeping_the_t
         assert committed_text(page).startswith(shown.rsplit(" ", 1)[0])
         assert "all the rest" in finals[0]["text"] and "happiness" in committed_text(page)
         page.close()
+
+
+#: The page's Stream against a server from before resume (it refuses the `resume` field of
+#: `start`, as native_format.py did): one in-page stand-in for WebSocket, to test the
+#: fallback in isolation. Then the bound on kept audio, without any connection.
+OLD_SERVER_JS = """async () => {
+    const { Stream } = await import(new URL('connection.js', document.baseURI));
+    const log = [];
+    class OldServer {
+        static OPEN = 1;
+        constructor() {
+            this.readyState = 0;
+            this.bufferedAmount = 0;
+            setTimeout(() => {
+                this.readyState = 1;
+                this.onopen?.();
+                this.reply({ type: 'ready' });
+            });
+        }
+        reply(m) { setTimeout(() => this.onmessage?.({ data: JSON.stringify(m) })); }
+        send(d) {
+            if (typeof d !== 'string') return log.push(d.length);
+            const m = JSON.parse(d);
+            log.push(m);
+            if (m.type === 'start' && 'resume' in m) this.reply({ type: 'error',
+                code: 'invalid_field', message: "start has unknown fields ['resume']",
+                fatal: false });
+            else if (m.type === 'start') this.reply({ type: 'started' });
+            else if (m.type === 'end') {
+                this.reply({ type: 'final', utterance_id: 0, text: 'hi', start_ms: 0,
+                    end_ms: 100, words: [] });
+                setTimeout(() => { this.readyState = 3; this.onclose?.({ code: 1000 }); }, 20);
+            }
+        }
+        close() {}
+    }
+    const real = window.WebSocket;
+    window.WebSocket = OldServer;
+    const finals = [];
+    try {
+        await new Promise((done) => {
+            const s = new Stream({ id: 'old', baseURI: document.baseURI, token: '', rate: 16000,
+                hooks: { onMessage: (m) => m.type === 'final' && finals.push(m), onState() {},
+                    onProblem() {}, onInterrupted() {}, onDone: done } });
+            s.start();
+            s.push(new Int16Array(1600));
+            s.finish();
+        });
+    } finally { window.WebSocket = real; }
+    const problems = [];
+    const bounded = new Stream({ id: 'bound', baseURI: document.baseURI, token: '', rate: 16000,
+        maxKeptMs: 1000, hooks: { onProblem: (kind) => problems.push(kind) } });
+    bounded.resumable = true;  // the server acknowledges, but not this audio
+    for (let i = 0; i < 20; i++) bounded.push(new Int16Array(1600));
+    return { log, finals, problems, keptFrom: bounded.keptFrom, droppedMs: bounded.droppedMs };
+}"""
+
+
+def test_a_server_from_before_resume_gets_a_plain_start_and_kept_audio_is_bounded(
+    browser: Any, page_server: ServerThread
+) -> None:
+    page = open_page(browser, page_server.http_url)
+    result = page.evaluate(OLD_SERVER_JS)
+    starts = [m for m in result["log"] if isinstance(m, dict) and m["type"] == "start"]
+    assert [s.get("resume") for s in starts] == [True, None]  # asked, refused, plain start
+    assert result["log"][2:] == [1600, {"type": "end"}]
+    assert [f["text"] for f in result["finals"]] == ["hi"]
+    # 2 s pushed, 1 s kept at most: the oldest second is gone, and the page says so once.
+    assert result["keptFrom"] == 16000 and result["droppedMs"] == 1000
+    assert result["problems"] == ["resume_gap"]
+    page.close()

@@ -64,6 +64,7 @@ export class Stream {
   /**
    * id: a name unique on the page; rate: the PCM's sample rate (sent with `start`);
    * offsetMs: the page's clock at the stream's start (times continue across sources);
+   * maxKeptMs: the most audio kept for a resume (or while disconnected);
    * hooks: onMessage(msg, context) with context {key, offsetMs} (messages are in this
    * stream's own times and utterance ids, whatever connection brought them),
    * onState(state, detail), onProblem(kind, message, action, retryInS),
@@ -72,13 +73,14 @@ export class Stream {
    * Positions are samples of this stream (every chunk pushed, from 0); a server stream
    * started after a refused resume begins at `base`, and its offsets are added to it.
    */
-  constructor({ id, baseURI, token, rate, hooks, offsetMs = 0 }) {
+  constructor({ id, baseURI, token, rate, hooks, offsetMs = 0, maxKeptMs = MAX_KEPT_MS }) {
     this.id = id;
     this.baseURI = baseURI;
     this.token = token;
     this.rate = rate;
     this.hooks = hooks;
     this.offsetMs = offsetMs; // the page's clock at this stream's position 0
+    this.maxKeptMs = maxKeptMs;
     this.context = { key: String(id), offsetMs };
     this.kept = []; // {from, pcm}: audio a resume or a new connection may still need
     this.total = 0; // samples pushed
@@ -133,7 +135,10 @@ export class Stream {
 
   /** The first message of a connection, sent on `ready`: resume, or start a stream. */
   handshake(ws) {
-    if (this.plan?.type === "resume") return ws.send(JSON.stringify(this.plan));
+    if (this.plan?.type === "resume") {
+      this.sentStart = null;
+      return ws.send(JSON.stringify(this.plan));
+    }
     const start = { type: "start", sample_rate: this.rate, encoding: "pcm_s16le", channels: 1 };
     if (this.withResume) start.resume = true;
     this.sentStart = start;
@@ -157,10 +162,12 @@ export class Stream {
       this.withResume = false;
       return this.handshake(ws);
     }
-    if (type === "error" && msg.code === "resume_rejected") {
+    if (type === "error" && (msg.code === "resume_rejected" || (!this.live && this.plan?.type === "resume"))) {
+      // Refused (or, from a replica that predates resume, not understood): a new stream.
       this.rejected = msg;
       this.resumeToken = null;
-      if (this.resumes.length) this.resumes[this.resumes.length - 1].refused = msg.reason ?? null;
+      if (this.resumes.length) this.resumes[this.resumes.length - 1].refused = msg.reason ?? msg.code ?? null;
+      if (!msg.fatal) ws.close(1000); // the server would keep it open: go on elsewhere
       return;
     }
     if (type === "ack" || type === "moved") {
@@ -229,7 +236,7 @@ export class Stream {
       needed = Math.min(this.sent, Math.max(start, 0));
     }
     while (this.kept.length && this.kept[0].from + this.kept[0].pcm.length <= needed) this.kept.shift();
-    const limit = (MAX_KEPT_MS * this.rate) / 1000;
+    const limit = (this.maxKeptMs * this.rate) / 1000;
     while (this.kept.length > 1 && this.total - this.kept[0].from > limit) {
       const old = this.kept.shift();
       const end = old.from + old.pcm.length;
