@@ -590,6 +590,7 @@ def stream_file(page: Any, path: Path) -> None:
 #: Mid-utterance: one final shown and committed words of the next one on screen.
 MID_SECOND_JS = f"() => window.captions.finals.length >= 1 && ({OPEN_WORDS_JS})(true) >= 2"
 FINAL_TEXTS_JS = "() => window.captions.finals.map((f) => f.text)"
+WORD_TIMES_JS = "() => window.captions.finals.flatMap((f) => f.words.map((w) => w.start_ms))"
 
 
 def check_shown_once(page: Any) -> list[dict[str, Any]]:
@@ -621,6 +622,7 @@ def test_a_cut_stream_resumes_on_another_server_with_the_uncut_transcript(
         wait_idle(uncut)
         expected = uncut.evaluate(FINAL_TEXTS_JS)
         assert len(expected) == 2 and all(expected), expected
+        uncut_times = uncut.evaluate(WORD_TIMES_JS)
         uncut.close()
 
         page = open_page(browser, url)
@@ -636,6 +638,11 @@ def test_a_cut_stream_resumes_on_another_server_with_the_uncut_transcript(
         assert committed_text(page).startswith(shown)  # nothing cleared while reconnecting
         wait_idle(page)
         assert page.evaluate(FINAL_TEXTS_JS) == expected
+        # Times continue the stream's own: each word where the uncut run put it (a replay
+        # read in catch-up windows may move one by a frame, docs/protocol.md).
+        times = page.evaluate(WORD_TIMES_JS)
+        assert len(times) == len(uncut_times)
+        assert all(abs(a - b) <= 40 for a, b in zip(times, uncut_times, strict=True)), times
         check_shown_once(page)
         resumes = page.evaluate("() => window.captions.stream.resumes")
         assert len(resumes) == 1 and resumes[0]["reason"] == "dropped", resumes
