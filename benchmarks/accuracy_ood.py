@@ -23,6 +23,9 @@ window's kept frames end and the next one's begin): the histogram is of the sign
 distance to the nearest stitch point (negative = just before it, where the window that
 kept the word saw only R ms of audio after its chunk), as a rate per word in that bin.
 Words the final window kept beyond half a chunk from any stitch point are counted apart.
+Edits are split into substitutions, deletions and insertions, and every break between two
+streaming words is placed against the stitch points too, counting those that fall inside a
+word the whole-utterance decode reads as one (a split word).
 
 Several ``--settings`` measure which window lever moves the streaming/whole ratio (the HF
 pipeline runs for the first setting only unless ``--hf-all``). Latency columns are
@@ -30,7 +33,9 @@ algorithmic (model time zero).
 
     python -m benchmarks.accuracy_ood                  # 70 in-domain + 350 OOD sentences × 2 voices
     python -m benchmarks.accuracy_ood --quick          # 12 utterances, seconds
-    python -m benchmarks.accuracy_ood --settings C240/L1600/R480,C240/L1600/R640 --no-hf
+    python -m benchmarks.accuracy_ood --voices training --no-hf --tag levers \
+        --settings C240/L1600/R480,C240/L1600/R320,C240/L1600/R640,C240/L1600/R800,...
+    python -m benchmarks.accuracy_ood --voices training --no-hf --norm running --tag norm-running
 
 Writes ``benchmarks/results/accuracy_ood[-<tag>]-<machine>.json/.png``.
 """
