@@ -13,7 +13,8 @@ apt_packages=(python3 python3-venv python3-pip espeak-ng libportaudio2 libsndfil
               libtcmalloc-minimal4)  # tcmalloc: CPU training (training/malloc.py)
 if [[ ",$extras," == *",test,"* ]]; then
   apt_packages+=(haproxy  # tests/test_deploy.py: the shipped balancer config, real replicas
-                 chromium)  # tests/test_browser.py: the captions page in headless Chromium
+                 chromium  # tests/test_browser.py: the captions page in headless Chromium
+                 fortunes flite)  # tests/test_ood.py: training text and a held-out voice
 fi
 missing=()
 for p in "${apt_packages[@]}"; do
