@@ -12,7 +12,7 @@ apt_packages=(python3 python3-venv python3-pip espeak-ng libportaudio2 libsndfil
               pulseaudio pulseaudio-utils libasound2-plugins sox
               libtcmalloc-minimal4)  # tcmalloc: CPU training (training/malloc.py)
 if [[ ",$extras," == *",test,"* ]]; then
-  apt_packages+=(haproxy  # tests/test_deploy.py: the shipped balancer config, real replicas
+  apt_packages+=(haproxy nginx-light  # tests/test_deploy.py: the shipped balancer configs
                  chromium  # tests/test_browser.py: the captions page in headless Chromium
                  fortunes flite)  # tests/test_ood.py: training text and a held-out voice
 fi

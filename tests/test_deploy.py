@@ -4,8 +4,11 @@ balances real replica processes (bundled model) the way docs/deploy.md says."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import re
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -14,7 +17,7 @@ from typing import Any
 
 import pytest
 import soundfile as sf
-from deploy_support import ROOT, Balancer, cluster, wait_until
+from deploy_support import ROOT, Balancer, Replica, cluster, free_port, wait_until
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
@@ -172,6 +175,60 @@ async def test_full_replica_gets_no_new_streams_and_all_full_is_refused_plainly(
         assert "full" in json.loads(refused.value.response.body)["error"]
     finally:
         await asyncio.gather(*(ws.close() for ws in held))
+    assert wait_until(lambda: all(r.health()[0] == 200 for r in balancer.replicas))
+
+
+@contextlib.contextmanager
+def nginx_in_front(replicas: list[Replica], tmp: Path) -> Iterator[str]:
+    """The shipped nginx config, its upstream pointed at ``replicas``, as a process."""
+    nginx = shutil.which("nginx") or pytest.fail("nginx is not installed (scripts/setup.sh)")
+    port = free_port()
+    site = (DEPLOY / "nginx" / "recognizer.conf").read_text()
+    servers = "".join(f"    server {r.address} max_fails=2 fail_timeout=5s;\n" for r in replicas)
+    site = re.sub(r"(    server 127\.0\.0\.1:800\d [^\n]*\n)+", servers, site)
+    site = site.replace("listen 8080;", f"listen 127.0.0.1:{port};")
+    (tmp / "recognizer.conf").write_text(site)
+    (tmp / "nginx.conf").write_text(
+        f"daemon off; pid {tmp}/nginx.pid; error_log {tmp}/error.log;\n"
+        f"events {{}}\nhttp {{ access_log off; include {tmp}/recognizer.conf; }}\n"
+    )
+    process = subprocess.Popen([nginx, "-c", str(tmp / "nginx.conf"), "-p", str(tmp)])
+    try:
+        assert wait_until(lambda: _listening(port)), (tmp / "error.log").read_text()
+        yield f"ws://127.0.0.1:{port}/"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def _listening(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+        return True
+    return False
+
+
+async def test_nginx_config_spreads_streams_and_skips_a_full_replica(
+    balancer: Balancer, short_speech: Path, tmp_path: Path
+) -> None:
+    first, *others = balancer.replicas
+    with nginx_in_front(list(balancer.replicas), tmp_path) as url:
+        before = [r.sessions_total() for r in balancer.replicas]
+        results = await asyncio.gather(
+            *(stream_file(short_speech, url, speed=1.0) for _ in range(6))
+        )
+        assert all(r.ok and r.finals for r in results), [r.failure for r in results]
+        taken = [r.sessions_total() - b for r, b in zip(balancer.replicas, before)]
+        assert sum(taken) == 6 and sum(1 for n in taken if n) >= 2, taken
+        held = [await connect(first.url) for _ in range(PER_REPLICA)]
+        try:
+            before = [r.sessions_total() for r in others]
+            results = await asyncio.gather(
+                *(stream_file(short_speech, url, speed=0) for _ in range(3))
+            )
+            assert all(r.ok for r in results), [r.failure for r in results]
+            assert sum(r.sessions_total() - b for r, b in zip(others, before)) == 3
+        finally:
+            await asyncio.gather(*(ws.close() for ws in held))
     assert wait_until(lambda: all(r.health()[0] == 200 for r in balancer.replicas))
 
 
