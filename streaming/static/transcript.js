@@ -29,15 +29,18 @@ function roundHalfEven(x) {
 /** Stream position as M:SS.s (H:MM:SS.s past an hour), as client/captions.py. */
 export function formatClock(ms) {
   const tenths = roundHalfEven(Math.max(0, ms) / 100);
+  const [h, m, s] = hoursMinutesSeconds(Math.floor(tenths / 10));
   const t = tenths % 10;
-  let s = Math.floor(tenths / 10);
-  let m = Math.floor(s / 60);
-  s %= 60;
-  const h = Math.floor(m / 60);
-  m %= 60;
-  const two = (n) => String(n).padStart(2, "0");
   return h ? `${h}:${two(m)}:${two(s)}.${t}` : `${m}:${two(s)}.${t}`;
 }
+
+/** Whole seconds as [hours, minutes, seconds]. */
+function hoursMinutesSeconds(seconds) {
+  const minutes = Math.floor(seconds / 60);
+  return [Math.floor(minutes / 60), minutes % 60, seconds % 60];
+}
+
+const two = (n) => String(n).padStart(2, "0");
 
 export class Transcript {
   constructor() {
@@ -204,14 +207,8 @@ export function cuesFromFinals(finals, width = MAX_LINE_CHARS, maxLines = MAX_LI
 
 function clock(ms, sep) {
   ms = Math.max(0, ms);
-  const milli = ms % 1000;
-  let s = Math.floor(ms / 1000);
-  let m = Math.floor(s / 60);
-  s %= 60;
-  const h = Math.floor(m / 60);
-  m %= 60;
-  const two = (n) => String(n).padStart(2, "0");
-  return `${two(h)}:${two(m)}:${two(s)}${sep}${String(milli).padStart(3, "0")}`;
+  const [h, m, s] = hoursMinutesSeconds(Math.floor(ms / 1000));
+  return `${two(h)}:${two(m)}:${two(s)}${sep}${String(ms % 1000).padStart(3, "0")}`;
 }
 
 export function toSrt(finals) {
