@@ -125,8 +125,8 @@ def _score_table(evaluation: dict[str, Any] | None, step: int | None) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     lines.append(
-        "* CER, WER: greedy CTC decoding (what the server does by default; its `--lm` option"
-        " gives the LM column for the finals)."
+        "* CER, WER: greedy CTC decoding (the server's partials; its finals use the LM where"
+        " pyctcdecode and kenlm are installed: the LM column)."
     )
     if "lm" in kinds:
         lm = evaluation["lm"]
