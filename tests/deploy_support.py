@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -29,11 +30,24 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def image_command() -> list[str]:
+    """The CPU image's ``CMD`` (deploy/Dockerfile): replicas here start exactly as in a
+    container (no container runtime is needed to test that command)."""
+    for line in (ROOT / "deploy" / "Dockerfile").read_text().splitlines():
+        if line.startswith("CMD "):
+            command: list[str] = json.loads(line.removeprefix("CMD "))
+            return command
+    raise RuntimeError("deploy/Dockerfile has no CMD")
+
+
 @dataclass
 class Replica:
-    """One ``python -m streaming`` process, as an operator starts it."""
+    """One server process started with the container's command and environment
+    (``STREAMING_MODEL``, ``STREAMING_PORT``), plus ``args``."""
 
     args: Sequence[str]
+    model: str = "tiny-en"
+    port: int = 0
     process: subprocess.Popen[str] | None = None
     url: str = ""
     lines: list[str] = field(default_factory=list)
@@ -47,12 +61,20 @@ class Replica:
         return self.url.removeprefix("ws://").rstrip("/")
 
     def start(self, timeout: float = 120.0) -> None:
+        *shell, script = image_command()
+        env = dict(os.environ)
+        env.update(
+            STREAMING_MODEL=self.model,
+            STREAMING_PORT=str(self.port),
+            PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        )
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "streaming", *self.args],
+            [*shell, f"{script} {shlex.join(self.args)}"],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
             cwd=ROOT,
+            env=env,
         )
         deadline = time.monotonic() + timeout
         assert self.process.stdout is not None
@@ -62,7 +84,8 @@ class Replica:
                 raise RuntimeError("replica exited:\n" + "".join(self.lines))
             self.lines.append(line)
             if match := READY.search(line):
-                self.url = match.group(1)
+                # The image binds every interface; tests reach it on loopback.
+                self.url = match.group(1).replace("0.0.0.0", "127.0.0.1")
                 # Keep reading its log, so a full pipe never blocks the replica.
                 threading.Thread(target=self._read_log, daemon=True).start()
                 return
@@ -76,10 +99,8 @@ class Replica:
 
     def restart(self, timeout: float = 120.0) -> None:
         """Start again on the same address (after a kill), so the balancer finds it."""
-        port = self.address.rsplit(":", 1)[1]
-        args = list(self.args)
-        args[args.index("--port") + 1] = port
-        self.args, self.lines = args, []
+        self.port = int(self.address.rsplit(":", 1)[1])
+        self.lines = []
         self.start(timeout)
 
     def health(self) -> tuple[int, dict[str, object]]:
@@ -162,9 +183,7 @@ class Balancer:
 @contextlib.contextmanager
 def cluster(replica_args: Sequence[str], count: int = 3) -> Iterator[Balancer]:
     """``count`` replicas on free loopback ports behind the shipped HAProxy config."""
-    replicas = [
-        Replica(["--host", "127.0.0.1", "--port", "0", *replica_args]) for _ in range(count)
-    ]
+    replicas = [Replica(replica_args) for _ in range(count)]
     balancer = Balancer(replicas)
     try:
         for replica in replicas:

@@ -87,9 +87,8 @@ def test_haproxy_config_is_valid() -> None:
 
 PER_REPLICA = 5
 RESUME_KEY = "the key every replica of this test shares"
+# Added to the image's command (the model comes from STREAMING_MODEL, as in a container).
 REPLICA_ARGS = [
-    "--model",
-    "tiny-en",
     "--threads",
     "1",
     "--max-sessions",
