@@ -36,6 +36,7 @@ algorithmic (model time zero).
     python -m benchmarks.accuracy_ood --voices training --no-hf --tag levers \
         --settings C240/L1600/R480,C240/L1600/R320,C240/L1600/R640,C240/L1600/R800,...
     python -m benchmarks.accuracy_ood --voices training --no-hf --norm running --tag norm-running
+    python -m benchmarks.accuracy_ood --voices training --no-hf --norm window --tag no-reuse
 
 Writes ``benchmarks/results/accuracy_ood[-<tag>]-<machine>.json/.png``.
 """
@@ -96,24 +97,26 @@ class _Normalized:
         import dataclasses
 
         self.vocab, self.geometry = model.vocab, model.geometry
-        self._raw = dataclasses.replace(model, normalize=False)
+        self.raw = dataclasses.replace(model, normalize=False)
         self._audio, self._mode = audio, mode
         self.fed = len(audio)
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         seen = self._audio if self._mode == "utterance" else self._audio[: self.fed]
         mean, var = float(seen.mean()), float(seen.var())
-        out: np.ndarray = self._raw.infer((batch - mean) / np.sqrt(var + 1e-7))
+        out: np.ndarray = self.raw.infer((batch - mean) / np.sqrt(var + 1e-7))
         return out
 
 
 def run_stream(
-    model: Any, audio: np.ndarray, setting: Setting, feed_ms: int = 100, norm: str = "window"
+    model: Any, audio: np.ndarray, setting: Setting, feed_ms: int = 100, norm: str = "reuse"
 ) -> StreamRun:
     """Feed ``audio`` to a Session in ``feed_ms`` pieces and run each due window at once
     (what ``benchmarks.simulate`` does with zero model time), keeping every window plan.
-    ``norm``: ``window`` (the server's: each window by its own statistics), ``running``
-    or ``utterance`` (see :class:`_Normalized`)."""
+    ``norm``: ``reuse`` (the server's on the CPU: each window by its own statistics, the
+    front-end features of frames an earlier window read reused; ``--reuse-features``),
+    ``window`` (every window computed whole, as with ``--reuse-features off`` and the remote
+    engines), ``running`` or ``utterance`` (see :class:`_Normalized`)."""
     from client.latency import LatencyTracker, SendLog
     from streaming.codecs.native_format import event_message
     from streaming.config import VadConfig, WindowConfig
@@ -127,7 +130,27 @@ def run_stream(
         stream_context="off",
     )
     session = Session(model.vocab, model.geometry, VadConfig(), window)
-    runner = model if norm == "window" else _Normalized(model, audio, norm)
+    from streaming.feature_cache import FeatureCache
+
+    runner = (
+        model
+        if norm in ("window", "reuse")
+        else _Normalized(model, audio, "running" if norm == "reuse-running" else norm)
+    )
+    cache = FeatureCache()
+
+    def infer(request: Any) -> np.ndarray:
+        if norm == "reuse":
+            out: np.ndarray = model.infer_reusing([request.samples], [request.key], cache)[0]
+            return out
+        if norm == "reuse-running":
+            assert isinstance(runner, _Normalized)
+            seen = audio[: runner.fed]
+            scaled = (request.samples - seen.mean()) / np.sqrt(seen.var() + 1e-7)
+            raw = runner.raw
+            return np.asarray(raw.infer_reusing([scaled], [request.key], cache)[0])
+        return np.asarray(runner.infer(request.samples[None, :])[0])
+
     pcm = np.clip(np.round(audio * 32768.0), -32768, 32767).astype("<i2")
     step = SAMPLE_RATE * feed_ms // 1000
     send_log = SendLog()
@@ -145,7 +168,7 @@ def run_stream(
     def drain() -> None:
         while (request := session.next_request()) is not None:
             plans.append((request.utterance_id, request.plan))
-            emit(session.complete(request, runner.infer(request.samples[None, :])[0]))
+            emit(session.complete(request, infer(request)))
 
     for pos in range(0, len(pcm), step):
         end = min(len(pcm), pos + step)
@@ -669,10 +692,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--norm",
-        choices=("window", "running", "utterance"),
-        default="window",
-        help="experiment: scale each streaming window by its own statistics (the server's "
-        "way), by those of the stream so far, or by the whole utterance's (an oracle)",
+        choices=("reuse", "window", "running", "utterance", "reuse-running"),
+        default="reuse",
+        help="how streaming windows are computed: reuse = each window scaled by its own "
+        "statistics, with the front-end features of audio an earlier window read reused (the "
+        "server's default on the CPU); window = every window computed whole (--reuse-features "
+        "off, the remote engines); experiments: running = scaled by the stream so far, "
+        "utterance = by the whole utterance (an oracle)",
     )
     p.add_argument("--no-hf", dest="hf", action="store_false", help="skip the HF pipeline")
     p.add_argument("--hf-all", action="store_true", help="the HF pipeline for every setting")

@@ -48,6 +48,8 @@ def simulate_session(
 ) -> SimulatedRun:
     """Feed ``audio`` (float32, 16 kHz) to a Session in ``chunk_ms`` pieces, run each due
     window at once with ``model.infer`` and time-stamp every event in simulated time.
+    Windows reuse their stream's front-end features where the server's engine would
+    (``--reuse-features auto``: a frame-wise feature extractor on the CPU).
 
     ``compute="measured"`` adds each window's measured model time to the clock;
     ``"zero"`` gives the algorithmic latency alone. ``rescore`` (an LM decoder's
@@ -55,8 +57,13 @@ def simulate_session(
     """
     from client.latency import LatencyTracker, SendLog
     from streaming.codecs.native_format import event_message
-    from streaming.config import VadConfig
+    from streaming.config import EngineConfig, VadConfig
+    from streaming.engine import reuses_features
+    from streaming.feature_cache import FeatureCache
     from streaming.session import PendingFinal, Session
+
+    framewise = bool(getattr(model, "framewise_features", False))
+    cache = FeatureCache() if reuses_features(EngineConfig(), model.device, framewise) else None
 
     session = Session(
         model.vocab, model.geometry, vad or VadConfig(), window, rescore_finals=rescore is not None
@@ -86,7 +93,10 @@ def simulate_session(
         nonlocal clock, model_s, windows
         while (request := session.next_request()) is not None:
             began = time.perf_counter()
-            logprobs = model.infer(request.samples[None, :])[0]
+            if cache is not None:
+                logprobs = model.infer_reusing([request.samples], [request.key], cache)[0]
+            else:
+                logprobs = model.infer(request.samples[None, :])[0]
             spent = time.perf_counter() - began
             model_s += spent
             windows += 1

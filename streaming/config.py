@@ -232,6 +232,21 @@ class EngineConfig:
         "(feat_extract_norm 'layer', e.g. tiny-en, wav2vec2-large-960h-lv60-self); auto = on "
         "for such a model on a CUDA device",
     )
+    # Take the front-end features of the frames a stream's previous window already
+    # produced instead of recomputing them (streaming.feature_cache): about half of a
+    # window's model time on the CPU. Only for a model whose feature extractor works frame
+    # by frame (the same models as pad_lengths). "auto": on for such a model in this
+    # process on the CPU; the GPU batching path keeps whole windows until measured there.
+    reuse_features: str = setting(
+        "auto",
+        choices=AUTO_ON_OFF,
+        help="reuse the convolutional features of the audio a stream's previous window "
+        "already read, computing only the new frames (about half a window's model time on "
+        "the CPU; each window is still scaled by its own statistics, so a reused frame keeps "
+        "the scale of the window that first read it); only for models whose feature "
+        "extractor works frame by frame (feat_extract_norm 'layer', e.g. tiny-en); auto = on "
+        "for such a model on the CPU",
+    )
 
     def validate(self) -> None:
         if self.max_batch < 1 or self.max_queue < 1:
@@ -244,6 +259,8 @@ class EngineConfig:
             raise ValueError("pad batches must be auto, on or off")
         if self.pad_lengths not in AUTO_ON_OFF:
             raise ValueError("pad lengths must be auto, on or off")
+        if self.reuse_features not in AUTO_ON_OFF:
+            raise ValueError("reuse features must be auto, on or off")
 
 
 @dataclass(frozen=True)

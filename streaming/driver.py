@@ -175,7 +175,7 @@ class SessionDriver:
                 self._work.clear()
                 await self._work.wait()
                 continue
-            result = asyncio.wrap_future(self.engine.submit(request.samples))
+            result = asyncio.wrap_future(self.engine.submit(request.samples, request.key))
             try:
                 # wait() rather than await: only this task's own cancellation may end the
                 # loop; a window the engine dropped or failed is the session's to report.

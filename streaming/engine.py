@@ -8,6 +8,8 @@ worker takes the first, waits at most ``batch_deadline_ms`` for more, groups the
 length (so no padding ever changes an output), runs each group as one batch, and settles
 the futures from its thread. For a model that takes an attention mask (``pad_lengths``), a
 round of mixed lengths is instead one call, each window padded to the longest and masked.
+Windows submitted with a :class:`~streaming.feature_cache.FeatureKey` reuse the front-end
+features of their stream's previous window (``reuse_features``), as one call per round.
 A failing batch fails only its own requests; CUDA out-of-memory retries the batch in halves.
 
 This module is the engine layer: it imports no asyncio, so ``async`` here only marks the
@@ -31,6 +33,7 @@ import numpy as np
 
 from .config import EngineConfig
 from .errors import ModelLoadError
+from .feature_cache import FeatureCache, FeatureKey
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +74,29 @@ def pads_lengths(config: EngineConfig, device: str, masks_padding: bool) -> bool
     return masks_padding and (mode == "on" or (mode == "auto" and device.startswith("cuda")))
 
 
+def reuses_features(config: EngineConfig, device: str, framewise: bool) -> bool:
+    """Whether windows with a stream key reuse their stream's features (``reuse_features``)."""
+    mode = config.reuse_features
+    if mode == "on" and not framewise:
+        raise ModelLoadError(
+            "--reuse-features on needs a model whose feature extractor works frame by frame "
+            "(feat_extract_norm 'layer'); this one normalises across time"
+        )
+    return framewise and (mode == "on" or (mode == "auto" and device == "cpu"))
+
+
 class BatchModel(Protocol):
     def infer(self, batch: np.ndarray) -> np.ndarray: ...
+
+
+class ReusingBatchModel(BatchModel, Protocol):
+    """A model that can take a window's known front-end features from a cache."""
+
+    framewise_features: bool
+
+    def infer_reusing(
+        self, rows: list[np.ndarray], keys: list[FeatureKey], cache: FeatureCache
+    ) -> list[np.ndarray]: ...
 
 
 class RaggedBatchModel(BatchModel, Protocol):
@@ -114,8 +138,11 @@ class Engine(Protocol):
 
     async def stop(self) -> None: ...
 
-    def submit(self, samples: np.ndarray) -> Future[np.ndarray]:
-        """(frames, vocab) float32 log-probabilities for one window of samples, later."""
+    def submit(self, samples: np.ndarray, key: FeatureKey | None = None) -> Future[np.ndarray]:
+        """(frames, vocab) float32 log-probabilities for one window of samples, later.
+
+        ``key`` places the window in its stream, for an engine that reuses the features of
+        audio it has already seen (others ignore it)."""
         ...
 
 
@@ -165,6 +192,7 @@ class _Job:
     future: Future[Any]  # of a Served (timed) or of its log-probabilities
     timed: bool
     enqueued: float
+    key: FeatureKey | None = None
     admitted: bool = False  # holds one of the max_queue places
 
 
@@ -198,6 +226,9 @@ class InferenceEngine:
         self._pad = pads_batches(self.config, device)
         masks = bool(getattr(model, "masks_padding", False))
         self._ragged = pads_lengths(self.config, device, masks)
+        framewise = bool(getattr(model, "framewise_features", False))
+        self._reuse = reuses_features(self.config, device, framewise)
+        self.features = FeatureCache()  # the worker thread's alone
 
     @property
     def load(self) -> float:
@@ -251,19 +282,23 @@ class InferenceEngine:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    def submit(self, samples: np.ndarray) -> Future[np.ndarray]:
+    @property
+    def reuses_features(self) -> bool:
+        return self._reuse
+
+    def submit(self, samples: np.ndarray, key: FeatureKey | None = None) -> Future[np.ndarray]:
         """(frames, vocab) log-probabilities for one window, when the worker has run it."""
-        future: Future[np.ndarray] = self._enqueue(samples, timed=False)
+        future: Future[np.ndarray] = self._enqueue(samples, key, timed=False)
         return future
 
-    def submit_timed(self, samples: np.ndarray) -> Future[Served]:
+    def submit_timed(self, samples: np.ndarray, key: FeatureKey | None = None) -> Future[Served]:
         """:meth:`submit` plus the size and duration of the batch that served the window."""
-        future: Future[Served] = self._enqueue(samples, timed=True)
+        future: Future[Served] = self._enqueue(samples, key, timed=True)
         return future
 
-    def _enqueue(self, samples: np.ndarray, *, timed: bool) -> Future[Any]:
+    def _enqueue(self, samples: np.ndarray, key: FeatureKey | None, *, timed: bool) -> Future[Any]:
         future: Future[Any] = Future()
-        job = _Job(samples, future, timed, time.perf_counter())
+        job = _Job(samples, future, timed, time.perf_counter(), key if self._reuse else None)
         with self._lock:
             if self._closed or self._thread is None:
                 state = "stopping" if self._closed else "not running"
@@ -327,8 +362,14 @@ class InferenceEngine:
         # dropped without running.
         live = [j for j in jobs if j.future.set_running_or_notify_cancel()]
         self._stats.gathers += 1
+        keyed = [j for j in live if j.key is not None]
+        if keyed:
+            self._run_group(keyed, how="reuse")
+            live = [j for j in live if j.key is None]
+            if not live:
+                return
         if self._ragged and len({j.samples.size for j in live}) > 1:
-            self._run_group(live, ragged=True)
+            self._run_group(live, how="ragged")
             return
         groups: dict[int, list[_Job]] = defaultdict(list)
         for job in live:
@@ -336,11 +377,17 @@ class InferenceEngine:
         for group in groups.values():
             self._run_group(group)
 
-    def _run_group(self, group: list[_Job], ragged: bool = False) -> None:
+    def _run_group(self, group: list[_Job], how: str = "exact") -> None:
+        """One model call for ``group``: ``exact`` (one window length), ``ragged`` (padded
+        and masked) or ``reuse`` (front-end features from the cache, any lengths)."""
         began = time.perf_counter()
         rows = padded_batch(len(group)) if self._pad else len(group)
         try:
-            if ragged:
+            if how == "reuse":
+                reusing = cast(ReusingBatchModel, self.model)
+                keys = [cast(FeatureKey, j.key) for j in group]
+                outputs = reusing.infer_reusing([j.samples for j in group], keys, self.features)
+            elif how == "ragged":
                 model = cast(RaggedBatchModel, self.model)
                 outputs = model.infer_ragged([j.samples for j in group], rows)
             else:
@@ -350,8 +397,8 @@ class InferenceEngine:
                 log.warning("out of memory on a batch of %d; retrying in halves", len(group))
                 _empty_cuda_cache()
                 half = len(group) // 2
-                self._run_group(group[:half], ragged)
-                self._run_group(group[half:], ragged)
+                self._run_group(group[:half], how)
+                self._run_group(group[half:], how)
                 return
             log.exception("inference failed for a batch of %d windows", len(group))
             self._stats.failed_requests += len(group)

@@ -102,6 +102,11 @@ async def build_local_engine(
     if config.model.warmup:
         await warm_up(model, config)
     engine = InferenceEngine(model, config.engine, observer=observer)
+    if engine.reuses_features:
+        log.info(
+            "feature reuse on: each window convolves only the audio its stream's "
+            "previous window did not read (--reuse-features off to compute windows whole)"
+        )
     await engine.start()
     return LocalEngine(engine, model)
 

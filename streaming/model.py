@@ -22,6 +22,7 @@ from .config import MODEL_SAMPLE_RATE, ModelConfig
 from .cpu import native_bf16
 from .decoding import CtcVocab
 from .errors import ModelLoadError
+from .feature_cache import FeatureCache, FeatureKey
 from .geometry import FrameGeometry
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,10 @@ class LoadedModel:
     # tests): true for a layer-norm feature extractor that takes the mask, not for the
     # group-norm one of wav2vec2-base, whose normalisation spans the padded time axis.
     masks_padding: bool = False
+    # Every convolution of the feature extractor unpadded and normalised per position
+    # (feat_extract_norm "layer"): a frame's features depend on its own 400 samples only,
+    # so overlapping windows can share them (infer_reusing).
+    framewise_features: bool = False
 
     @property
     def info(self) -> ModelInfo:
@@ -170,6 +175,74 @@ class LoadedModel:
             np.asarray(logprobs[i, : self.geometry.frames(n)], dtype=np.float32)
             for i, n in enumerate(lengths)
         ]
+
+    def infer_reusing(
+        self, rows: list[np.ndarray], keys: list[FeatureKey], cache: FeatureCache
+    ) -> list[np.ndarray]:
+        """Like :meth:`infer` on each row, computing only the front-end features of frames
+        that the row's stream has not produced before (``cache``); each row's
+        (frames, vocab) log-probabilities. See :mod:`streaming.feature_cache`.
+
+        Rows are grouped by the length of audio still to convolve, then by frame count for
+        the transformer, so no row is padded and every group is one call.
+        """
+        import torch
+
+        if not self.framewise_features:
+            raise ValueError(f"model {self.name!r} cannot reuse features across windows")
+        stride = self.geometry.stride
+        frames = [self.geometry.frames(row.size) for row in rows]
+        known = [cache.reusable(key, stride, n) for key, n in zip(keys, frames)]
+        with torch.inference_mode():
+            dtype = _torch_dtype(self.dtype)
+            fresh: list[Any] = [None] * len(rows)
+            by_length: dict[int, list[int]] = {}
+            for i, (row, (have, _)) in enumerate(zip(rows, known)):
+                if have < frames[i]:
+                    by_length.setdefault(row.size - have * stride, []).append(i)
+            extractor = self.model.wav2vec2.feature_extractor
+            for length, members in by_length.items():
+                segments = [self._scaled_tail(rows[i], length) for i in members]
+                x = torch.from_numpy(np.stack(segments)).to(self.device).to(dtype)
+                computed = extractor(x).transpose(1, 2)
+                for j, i in enumerate(members):
+                    fresh[i] = computed[j]
+            features = []
+            for (_, old), new in zip(known, fresh):
+                parts = [p for p in (old, new) if p is not None]
+                features.append(parts[0] if len(parts) == 1 else torch.cat(parts))
+            for key, row_features, (reused, _) in zip(keys, features, known):
+                cache.store(key, stride, row_features)
+                cache.count(reused)
+            out: list[np.ndarray] = [np.zeros(0)] * len(rows)
+            by_frames: dict[int, list[int]] = {}
+            for i, n in enumerate(frames):
+                by_frames.setdefault(n, []).append(i)
+            for members in by_frames.values():
+                logits = self._logits_from_features(torch.stack([features[i] for i in members]))
+                logprobs = torch.log_softmax(logits.float(), dim=-1).cpu().numpy()
+                for j, i in enumerate(members):
+                    out[i] = np.asarray(logprobs[j], dtype=np.float32)
+        return out
+
+    def _scaled_tail(self, row: np.ndarray, length: int) -> np.ndarray:
+        """The last ``length`` samples of a window, scaled by the whole window's mean and
+        variance as :meth:`infer` scales it."""
+        tail = np.asarray(row[row.size - length :], dtype=np.float32)
+        if not self.normalize:
+            return tail
+        mean, var = float(row.mean(dtype=np.float64)), float(row.var(dtype=np.float64))
+        scaled: np.ndarray = ((tail - mean) / np.sqrt(var + 1e-7)).astype(np.float32)
+        return scaled
+
+    def _logits_from_features(self, features: Any) -> Any:
+        """What ``Wav2Vec2ForCTC`` does after its feature extractor (inference only)."""
+        wav2vec2 = self.model.wav2vec2
+        hidden, _ = wav2vec2.feature_projection(features)
+        hidden = wav2vec2.encoder(hidden)[0]
+        if getattr(wav2vec2, "adapter", None) is not None:
+            hidden = wav2vec2.adapter(hidden)
+        return self.model.lm_head(self.model.dropout(hidden))
 
     def warm_up(self, lengths: list[int], batches: list[int] | None = None) -> float:
         """Run each window length (at each batch size) once, so that the first users do
@@ -277,6 +350,7 @@ def load_model(config: ModelConfig, *, threads: int | None = None) -> LoadedMode
         parameters,
         masks_padding=bool(getattr(extractor, "return_attention_mask", False))
         and cfg.feat_extract_norm == "layer",
+        framewise_features=cfg.feat_extract_norm == "layer",
     )
 
 

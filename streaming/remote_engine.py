@@ -19,6 +19,7 @@ import numpy as np
 
 from .config import EngineConfig
 from .engine import EngineClosed, EngineStats
+from .feature_cache import FeatureKey
 from .model import ModelInfo
 
 # (batch size, model seconds, seconds from send to answer) of one window, on the loop;
@@ -81,9 +82,9 @@ class RemoteEngine:
         """Send one window and return its (frames, vocab) log-probabilities."""
         raise NotImplementedError
 
-    def submit(self, samples: np.ndarray) -> Future[np.ndarray]:
+    def submit(self, samples: np.ndarray, key: FeatureKey | None = None) -> Future[np.ndarray]:
         """(frames, vocab) log-probabilities for one window; cancelling the future
-        withdraws the window."""
+        withdraws the window. ``key`` is ignored: the model's process sees windows alone."""
         future: Future[np.ndarray] = Future()
         loop = self._loop
         if self._closed or loop is None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .decoding import best_path
+from .feature_cache import FeatureKey
 from .stabilizer import Hypothesis, Stabilizer
 from .windowing import WindowPlan, WindowPlanner
 
@@ -72,6 +73,7 @@ class WindowRequest:
     utterance_id: int
     plan: WindowPlan
     samples: np.ndarray
+    key: FeatureKey  # where the window sits in its utterance, for feature reuse
 
 
 class Utterance:
@@ -109,6 +111,9 @@ class Utterance:
         self._scores: list[np.ndarray] | None = [] if keep_scores else None
         self._tentative_ids = np.zeros(0, dtype=np.int32)
         self._tentative_probs = np.zeros(0, dtype=np.float32)
+        # Names this utterance's audio in the engine's feature cache: unique per object,
+        # and small, so a cache entry does not keep the utterance's audio alive.
+        self._feature_stream = object()
 
     @property
     def stable_frames(self) -> int:
@@ -146,11 +151,12 @@ class Utterance:
             )
         if plan is None:
             return None
+        key = FeatureKey(self._feature_stream, plan.start, last=plan.final)
         if plan.start >= 0:
-            return WindowRequest(self.id, plan, self.audio.slice(plan.start, plan.end))
+            return WindowRequest(self.id, plan, self.audio.slice(plan.start, plan.end), key)
         context = self.before[self.before.size + plan.start :]
         return WindowRequest(
-            self.id, plan, np.concatenate([context, self.audio.slice(0, plan.end)])
+            self.id, plan, np.concatenate([context, self.audio.slice(0, plan.end)]), key
         )
 
     def _replayed_plan(self) -> WindowPlan | None:

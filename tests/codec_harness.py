@@ -26,7 +26,7 @@ from streaming.session import Session
 class NoEngine:
     """The driver is never started in these tests: nothing may reach an engine."""
 
-    def submit(self, samples: Any) -> Any:
+    def submit(self, samples: Any, key: Any = None) -> Any:
         raise AssertionError("no inference in codec unit tests")
 
 

@@ -23,6 +23,7 @@ from streaming.driver import SessionDriver
 from streaming.engine import EngineClosed, EngineStats, InferenceError
 from streaming.errors import StreamError
 from streaming.events import ErrorEvent, Event, Final, Lag, Partial
+from streaming.feature_cache import FeatureKey
 from streaming.rescoring import FinalRescorer
 from streaming.session import Session
 
@@ -58,7 +59,7 @@ class HeldEngine:
     async def stop(self) -> None:
         return None
 
-    def submit(self, samples: np.ndarray) -> Future[np.ndarray]:
+    def submit(self, samples: np.ndarray, key: FeatureKey | None = None) -> Future[np.ndarray]:
         future: Future[np.ndarray] = Future()
         self.submitted.append(future)
         self.waiting.append((samples, future))

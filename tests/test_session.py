@@ -286,7 +286,9 @@ def test_one_window_is_in_flight_at_a_time_and_only_its_answer_is_taken(
     request = session.next_request()
     assert request is not None
     assert session.next_request() is None
-    impostor = WindowRequest(request.utterance_id, request.plan, request.samples.copy())
+    impostor = WindowRequest(
+        request.utterance_id, request.plan, request.samples.copy(), request.key
+    )
     with pytest.raises(RuntimeError, match="not in flight"):
         session.complete(impostor, answer(impostor))
     with pytest.raises(RuntimeError, match="not in flight"):

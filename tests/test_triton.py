@@ -208,7 +208,8 @@ async def finals(engine: Engine, info: ModelInfo, audio: np.ndarray) -> list[Fin
 async def test_triton_gives_the_in_process_finals_word_for_word(
     triton: TritonProcess, bundled: LoadedModel, demo_audio: np.ndarray
 ) -> None:
-    local = InferenceEngine(bundled, EngineConfig())
+    # Triton computes every window whole: so must the reference (no feature reuse)
+    local = InferenceEngine(bundled, EngineConfig(reuse_features="off"))
     await local.start()
     try:
         expected = await finals(local, bundled.info, demo_audio)
@@ -236,6 +237,7 @@ async def test_a_server_with_engine_triton_sends_the_in_process_finals_word_for_
         port=0,
         model=ModelConfig(name="tiny-en", dtype="fp32"),
         window=WindowConfig(max_catchup_chunks=1),
+        engine=EngineConfig(reuse_features="off"),  # Triton computes every window whole
         max_engine_load=1.0,
     )
     texts = []
