@@ -23,6 +23,7 @@ from websockets.http11 import Response
 from wsclient import collect_until_close, of_type, recv_json, stream_pcm
 
 from streaming.engine import InferenceEngine
+from streaming.feature_cache import FeatureKey
 from streaming.model import LoadedModel
 from streaming.server import Server
 
@@ -289,13 +290,14 @@ async def test_a_draining_server_says_so_refuses_new_streams_and_finishes_open_u
     gate = threading.Event()
     submit = srv.engine.submit
 
-    def held(samples: np.ndarray) -> Future[np.ndarray]:
+    def held(samples: np.ndarray, key: FeatureKey | None = None) -> Future[np.ndarray]:
         """The model's answers wait for ``gate``: the drain cannot finish before it."""
         future: Future[np.ndarray] = Future()
 
         def run() -> None:
             gate.wait(30)
-            submit(samples).add_done_callback(lambda done: future.set_result(done.result()))
+            answer = submit(samples, key)
+            answer.add_done_callback(lambda done: future.set_result(done.result()))
 
         threading.Thread(target=run, daemon=True).start()
         return future
