@@ -14,13 +14,14 @@ from benchmarks import cli, figures, machine, paths
 
 
 def plotter(benchmark: str) -> Any:
-    from benchmarks import accuracy, engine_throughput, live_load, peer, shape_cost, soak
+    from benchmarks import accuracy, engine_throughput, live_load, noise, peer, shape_cost, soak
 
     return {
         "engine_throughput": engine_throughput.plot,
         "live_load": live_load.plot,
         "accuracy": accuracy.plot,
         "peer": peer.plot,
+        "noise": noise.plot,
         "soak": soak.plot,
         "shape_cost": shape_cost.plot,
     }[benchmark]
