@@ -37,6 +37,7 @@ algorithmic (model time zero).
         --settings C240/L1600/R480,C240/L1600/R320,C240/L1600/R640,C240/L1600/R800,...
     python -m benchmarks.accuracy_ood --voices training --no-hf --norm running --tag norm-running
     python -m benchmarks.accuracy_ood --voices training --no-hf --norm window --tag no-reuse
+    python -m benchmarks.accuracy_ood --voices training --no-hf --compile --tag reuse-compile
 
 Writes ``benchmarks/results/accuracy_ood[-<tag>]-<machine>.json/.png``.
 """
@@ -438,6 +439,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     bench = models.freeze_model(models.resolve_model(args.model))
     model, _ = models.load_bench_model(bench.source, dtype=args.dtype, threads=args.threads)
+    if args.compile:  # the server's --compile: the transformer after reused features
+        from streaming.config import WindowConfig
+        from streaming.windowing import warmup_lengths
+
+        steady = warmup_lengths(WindowConfig(), model.geometry, SAMPLE_RATE)[-1]
+        print(f"# compiled the transformer in {model.compile_tail(steady):.0f} s")
     print(f"# model {bench.described}, {model.dtype}")
     utts = oodset.ood_utterances(args.in_domain, args.per_category)
     utts = [u for u in utts if args.voices in ("all", u.group)]
@@ -699,6 +706,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "server's default on the CPU); window = every window computed whole (--reuse-features "
         "off, the remote engines); experiments: running = scaled by the stream so far, "
         "utterance = by the whole utterance (an oracle)",
+    )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="the server's --compile: torch.compile the transformer (with --norm reuse)",
     )
     p.add_argument("--no-hf", dest="hf", action="store_false", help="skip the HF pipeline")
     p.add_argument("--hf-all", action="store_true", help="the HF pipeline for every setting")

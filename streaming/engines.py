@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from .config import MODEL_SAMPLE_RATE, ServerConfig
-from .engine import BatchObserver, Engine, InferenceEngine, warmup_batches
+from .engine import BatchObserver, Engine, InferenceEngine, reuses_features, warmup_batches
+from .errors import ModelLoadError
 from .metrics import Metrics
 from .model import LoadedModel, ModelInfo, load_model
 from .remote_engine import RemoteEngine
@@ -99,6 +100,8 @@ async def build_local_engine(
     batching thread."""
     if model is None:
         model = await asyncio.to_thread(load_model, config.model, threads=config.engine.threads)
+    if config.model.compile:
+        await compile_model(model, config)
     if config.model.warmup:
         await warm_up(model, config)
     engine = InferenceEngine(model, config.engine, observer=observer)
@@ -109,6 +112,21 @@ async def build_local_engine(
         )
     await engine.start()
     return LocalEngine(engine, model)
+
+
+async def compile_model(model: LoadedModel, config: ServerConfig) -> None:
+    """``--compile``: torch.compile the transformer that windows with reused features run
+    through, at start, so that no stream waits for it."""
+    if not reuses_features(config.engine, model.device, model.framewise_features):
+        raise ModelLoadError(
+            "--compile speeds up the windows that reuse features, and this engine reuses "
+            "none (--reuse-features off, a GPU with auto, or a model whose feature "
+            "extractor normalises across time)"
+        )
+    steady = warmup_lengths(config.window, model.geometry, MODEL_SAMPLE_RATE)[-1]
+    log.info("compiling the transformer with torch.compile (about 30 s on 2 cores)")
+    seconds = await asyncio.to_thread(model.compile_tail, steady)
+    log.info("compiled in %.0f s", seconds)
 
 
 async def warm_up(model: LoadedModel, config: ServerConfig) -> None:

@@ -10,6 +10,7 @@ import logging
 import os
 import socket
 import time
+import warnings
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -112,6 +113,8 @@ class LoadedModel:
     # (feat_extract_norm "layer"): a frame's features depend on its own 400 samples only,
     # so overlapping windows can share them (infer_reusing).
     framewise_features: bool = False
+    # torch.compile of _tail_eager (--compile), used by infer_reusing; None: eager.
+    compiled_tail: Any = None
 
     @property
     def info(self) -> ModelInfo:
@@ -237,12 +240,46 @@ class LoadedModel:
 
     def _logits_from_features(self, features: Any) -> Any:
         """What ``Wav2Vec2ForCTC`` does after its feature extractor (inference only)."""
+        if self.compiled_tail is not None:
+            return self.compiled_tail(features)
+        return self._tail_eager(features)
+
+    def _tail_eager(self, features: Any) -> Any:
         wav2vec2 = self.model.wav2vec2
         hidden, _ = wav2vec2.feature_projection(features)
         hidden = wav2vec2.encoder(hidden)[0]
         if getattr(wav2vec2, "adapter", None) is not None:
             hidden = wav2vec2.adapter(hidden)
         return self.model.lm_head(self.model.dropout(hidden))
+
+    def compile_tail(self, window: int) -> float:
+        """Compile the transformer for :meth:`infer_reusing` (``--compile``) and run it at
+        one and two windows of ``window`` samples, so that no stream waits for a compile
+        later (other batch sizes and window lengths reuse the dynamic-shape graph).
+        Returns the seconds it took; a failure is a :class:`ModelLoadError`."""
+        import torch
+        import torch._inductor.config as inductor
+
+        began = time.perf_counter()
+        inductor.freezing = True  # weights as constants: prepacked for the CPU's matmuls
+        self.compiled_tail = torch.compile(self._tail_eager, dynamic=True)
+        silent = np.zeros(window, dtype=np.float32)
+        try:
+            with warnings.catch_warnings():
+                # transformers' cached "is torch.distributed available" is traced through:
+                # a constant, so dynamo's warning about the cache wrapper does not apply
+                warnings.filterwarnings("ignore", "Dynamo detected a call to a `functools")
+                for rows in (2, 1):  # 2 first: the graph for any batch, then 1's own
+                    keys = [FeatureKey(object(), 0, last=True) for _ in range(rows)]
+                    self.infer_reusing([silent] * rows, keys, FeatureCache())
+        except Exception as exc:
+            self.compiled_tail = None
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise ModelLoadError(
+                f"--compile: torch.compile failed ({type(exc).__name__}: {first[:200]}); "
+                "it needs a C++ compiler (apt-get install g++); or run without --compile"
+            ) from exc
+        return time.perf_counter() - began
 
     def warm_up(self, lengths: list[int], batches: list[int] | None = None) -> float:
         """Run each window length (at each batch size) once, so that the first users do
@@ -339,7 +376,7 @@ def load_model(config: ModelConfig, *, threads: int | None = None) -> LoadedMode
         dtype,
         _auto_dtype_reason(config.dtype, device, dtype),
     )
-    return LoadedModel(
+    loaded = LoadedModel(
         config.name,
         model,
         vocab,
@@ -352,6 +389,7 @@ def load_model(config: ModelConfig, *, threads: int | None = None) -> LoadedMode
         and cfg.feat_extract_norm == "layer",
         framewise_features=cfg.feat_extract_norm == "layer",
     )
+    return loaded
 
 
 def _load_parts(source: str, dtype: str, *, local_only: bool) -> tuple[Any, Any, Any]:

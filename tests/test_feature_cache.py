@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from audio_fixtures import silence, synthesize, to_s16
 
-from streaming.config import EngineConfig, ModelConfig, VadConfig, WindowConfig
+from streaming.config import EngineConfig, ModelConfig, ServerConfig, VadConfig, WindowConfig
 from streaming.engine import InferenceEngine, reuses_features
+from streaming.engines import build_local_engine
 from streaming.errors import ModelLoadError
 from streaming.feature_cache import FeatureCache, FeatureKey
 from streaming.model import LoadedModel, load_model
@@ -165,3 +166,47 @@ def test_reuse_is_auto_on_the_cpu_only_and_refused_for_a_model_that_cannot() -> 
         reuses_features(EngineConfig(reuse_features="on"), "cpu", framewise=False)
     with pytest.raises(ValueError, match="reuse features"):
         EngineConfig(reuse_features="sometimes").validate()
+
+
+def test_the_compiled_transformer_gives_the_eager_outputs(bundled_fp32: LoadedModel) -> None:
+    requests = stream_windows(bundled_fp32)
+    compiled = dataclasses.replace(bundled_fp32)  # its own compiled_tail; same weights
+    seconds = compiled.compile_tail(requests[-2].samples.size)
+    assert seconds > 0 and compiled.compiled_tail is not None
+    eager_cache, compiled_cache = FeatureCache(), FeatureCache()
+    for request in requests:
+        (eager,) = bundled_fp32.infer_reusing([request.samples], [request.key], eager_cache)
+        (fast,) = compiled.infer_reusing([request.samples], [request.key], compiled_cache)
+        np.testing.assert_allclose(fast, eager, atol=2e-3)  # fp32: fused kernels' rounding
+
+
+def test_a_failed_compile_is_one_clear_error(
+    bundled_fp32: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    def no_compiler(*args: object, **kwargs: object) -> object:
+        def run(*a: object) -> object:
+            raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found\nmore")
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    model = dataclasses.replace(bundled_fp32)
+    with pytest.raises(ModelLoadError) as raised:
+        model.compile_tail(16000)
+    message = str(raised.value)
+    assert message.startswith("--compile: torch.compile failed (RuntimeError: InvalidCxxCompiler")
+    assert "\n" not in message and "g++" in message
+    assert model.compiled_tail is None  # eager again
+
+
+async def test_compile_is_refused_where_no_window_reuses_features(
+    bundled_fp32: LoadedModel,
+) -> None:
+    config = ServerConfig(
+        model=ModelConfig(name="tiny-en", compile=True, warmup=False),
+        engine=EngineConfig(reuse_features="off"),
+    )
+    with pytest.raises(ModelLoadError, match="reuses none"):
+        await build_local_engine(config, model=bundled_fp32)
