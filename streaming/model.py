@@ -215,7 +215,8 @@ class LoadedModel:
                 parts = [p for p in (old, new) if p is not None]
                 features.append(parts[0] if len(parts) == 1 else torch.cat(parts))
             for key, row_features, (reused, _) in zip(keys, features, known):
-                cache.store(key, stride, row_features)
+                # a copy: a slice would keep the whole batch (or older window) it came from
+                cache.store(key, stride, row_features.clone())
                 cache.count(reused)
             out: list[np.ndarray] = [np.zeros(0)] * len(rows)
             by_frames: dict[int, list[int]] = {}

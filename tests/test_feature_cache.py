@@ -210,3 +210,18 @@ async def test_compile_is_refused_where_no_window_reuses_features(
     )
     with pytest.raises(ModelLoadError, match="reuses none"):
         await build_local_engine(config, model=bundled_fp32)
+
+
+def test_a_stored_window_holds_its_own_frames_not_the_batch_it_came_from(
+    bundled_fp32: LoadedModel,
+) -> None:
+    requests = stream_windows(bundled_fp32)
+    cache = FeatureCache()
+    rows = [requests[3].samples, requests[3].samples.copy()]  # one convolution call
+    keys = [FeatureKey("a", 0), FeatureKey("b", 0)]
+    bundled_fp32.infer_reusing(rows, keys, cache)
+    for stream in ("a", "b"):
+        known, features = cache.reusable(FeatureKey(stream, 0), STRIDE, 10**6)
+        assert known == len(features) > 0
+        held = features.untyped_storage().nbytes()
+        assert held == features.numel() * features.element_size()  # no batch behind it
