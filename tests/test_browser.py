@@ -24,11 +24,11 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile
-import trustme
 from browser_support import SCREENSHOT_ENV, ServerThread, chromium_path
 from compat_support import cer
 from test_golden_wire import golden_config
 from test_resume_client import Proxy
+from tls_support import server_certificate
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 from websockets.typing import Origin
@@ -484,11 +484,7 @@ def test_dropped_connection_and_stopped_server_are_explained_and_the_transcript_
 def test_page_over_tls_streams_over_wss_and_its_own_origin_passes_an_allow_list(
     browser: Any, bundled: LoadedModel, tmp_path: Path
 ) -> None:
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert.cert_chain_pems[0].write_to_path(str(cert_file))
-    cert.private_key_pem.write_to_path(str(key_file))
+    ca, cert_file, key_file = server_certificate(tmp_path)
     settings = config(
         tls_cert_file=str(cert_file),
         tls_key_file=str(key_file),

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile as sf
+from status_recorder import StatusRecorder
 from websockets.asyncio.server import ServerConnection, serve
 
 from client import ConnectError, stream_file
@@ -30,17 +31,6 @@ from client.__main__ import main, run
 from client.connection import stream_audio
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def status(self, text: str) -> None:
-        self.lines.append(text)
-
-    def message(self, msg: dict[str, Any], t: float) -> None:
-        pass
 
 
 class FakeServer:
@@ -264,7 +254,7 @@ async def test_flac(fake: FakeServer, tmp_path: Path) -> None:
 
 async def test_retries_while_server_is_full(tmp_path: Path) -> None:
     path = write_tone(tmp_path / "a.wav", 1.0)
-    rec = Recorder()
+    rec = StatusRecorder()
     async with FakeServer(full_first=2) as fake:
         result = await stream_audio_file(path, fake.url, rec, retries=3)
     assert result.ok
@@ -274,7 +264,7 @@ async def test_retries_while_server_is_full(tmp_path: Path) -> None:
     assert "retry 2 of 3" in retries[1]
 
 
-async def stream_audio_file(path: Path, url: str, rec: Recorder, retries: int) -> Any:
+async def stream_audio_file(path: Path, url: str, rec: StatusRecorder, retries: int) -> Any:
     from client.files import load_audio, paced_chunks, split_chunks
 
     audio, rate = load_audio(path)
@@ -286,7 +276,7 @@ async def stream_audio_file(path: Path, url: str, rec: Recorder, retries: int) -
 
 async def test_connection_refused_retries_then_fails(tmp_path: Path) -> None:
     path = write_tone(tmp_path / "a.wav", 0.5)
-    rec = Recorder()
+    rec = StatusRecorder()
     url = f"ws://127.0.0.1:{free_port()}/"
     t0 = time.monotonic()
     with pytest.raises(ConnectError) as info:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import soundfile as sf
+from status_recorder import StatusRecorder
 from test_golden_wire import BUNDLED, DEMO, golden_config
 
 from client.api import stream_file
@@ -99,23 +100,12 @@ async def servers(
         yield a, b
 
 
-class Statuses:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def status(self, text: str) -> None:
-        self.lines.append(text)
-
-    def message(self, msg: dict[str, Any], t: float) -> None:
-        pass
-
-
 async def _cut_stream(
     path: Path, first: Server, second: Server, **options: Any
-) -> tuple[StreamResult, Statuses]:
+) -> tuple[StreamResult, StatusRecorder]:
     proxy = Proxy(first.port)
     await proxy.start()
-    statuses = Statuses()
+    statuses = StatusRecorder()
     try:
         client = asyncio.ensure_future(
             stream_file(path, proxy.url, speed=SPEED, listener=statuses, **options)

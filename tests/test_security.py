@@ -11,8 +11,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import trustme
 from conftest import server_config
+from tls_support import server_certificate
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 from wsclient import recv_json
@@ -88,11 +88,7 @@ async def test_secrets_never_reach_the_logs(
 async def test_tls_serves_wss_with_the_given_certificate(
     tiny_model_dir: Path, tiny_model: LoadedModel, tmp_path: Path
 ) -> None:
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert.cert_chain_pems[0].write_to_path(str(cert_file))
-    cert.private_key_pem.write_to_path(str(key_file))
+    ca, cert_file, key_file = server_certificate(tmp_path)
     config = server_config(tiny_model_dir, tls_cert_file=str(cert_file), tls_key_file=str(key_file))
     client_ctx = ssl.create_default_context()
     ca.configure_trust(client_ctx)
