@@ -39,6 +39,14 @@ class TrainConfig:
     # Voice -> renderings per epoch (each copy augmented anew): more of a voice the
     # model lags on without synthesizing more of it (``--oversample joe=2``).
     oversample: dict[str, int] = dataclasses.field(default_factory=dict)
+    # Window distillation (``--window-distill W``): a share of each batch's utterances is
+    # also cut into a server-sized window (``distill_window_s``, starting on a frame
+    # boundary), and the model's frames on that window are pulled towards its own frames
+    # on the whole utterance (KL, weight W): streaming sees windows, and should read them
+    # as it reads whole utterances.  No alignment is needed.
+    window_distill: float = 0.0
+    distill_fraction: float = 0.25
+    distill_window_s: tuple[float, float] = (1.0, 2.32)
     # Architecture changes on the way (``training.grow``), carried from card to card.
     history: list[str] = dataclasses.field(default_factory=list)
     size: ModelSize = dataclasses.field(default_factory=ModelSize)

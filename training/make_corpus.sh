@@ -17,12 +17,14 @@ S="python -m training.synth --workers $W"
 
 python -m training.text
 
-# Held-out sets first (small): every training voice + the unseen flite rms voice.
-for e in espeak kal16 awb kal joe; do
+# Held-out sets first (small): every training voice + the held-out flite rms and slt voices.
+for e in espeak kal16 awb kal joe ked; do
   $S --engine "$e" --split valid
   $S --engine "$e" --split test --limit 200
 done
-$S --engine rms --split test --limit 200
+for e in rms slt; do
+  $S --engine "$e" --split test --limit 200
+done
 
 # Training audio (pass 1, ~34 h), cheapest voices first so training can start early.
 # Sentences are rotated (--offset) so engines with a --limit cover different text.
@@ -31,6 +33,7 @@ $S --engine kal16 --split train --limit 7500 --offset 0
 $S --engine awb --split train --limit 7500 --offset 7500
 $S --engine joe --split train --limit 7500 --offset 3700
 $S --engine kal --split train --limit 5000 --offset 11000
+$S --engine ked --split train --limit 5000 --offset 5000
 
 # WordNet examples (~26 h): 8 000 sentences per voice, every sentence exactly once.
 if [[ "${WORDNET:-1}" == "1" && -s training/work/text/train-wordnet.jsonl ]]; then
@@ -39,6 +42,7 @@ if [[ "${WORDNET:-1}" == "1" && -s training/work/text/train-wordnet.jsonl ]]; th
   $S --engine awb --split train-wordnet --limit 8000 --offset 16000
   $S --engine joe --split train-wordnet --limit 8000 --offset 24000
   $S --engine kal --split train-wordnet --limit 8200 --offset 32000
+  $S --engine ked --split train-wordnet --limit 6000 --offset 12000
 fi
 
 if [[ "${JOE_MORE:-0}" == "1" && -s training/work/text/train-wordnet.jsonl ]]; then

@@ -70,7 +70,7 @@ SENTENCES_FILE = Path(__file__).resolve().parent / "ood_sentences.jsonl"
 DEFAULT_OUT = Path(__file__).resolve().parent / "work" / "ood"
 CATEGORIES = ("docs", "licenses", "addresses", "dates_numbers", "names")
 PER_CATEGORY = 70
-#: Voices never trained on (``training.synth`` refuses ``rms`` for training; ``slt`` is unused).
+#: Voices never trained on (``training.synth`` refuses ``rms`` and ``slt`` for training).
 HELD_OUT_VOICES = ("flite:rms", "flite:slt")
 TRAINING_VOICES = TEST_VOICES
 NGRAM = 4

