@@ -1,6 +1,7 @@
 """Golden wire transcripts: scripted client sessions of every protocol, replayed against a
 real server (bundled tiny-en model, the demo audio), must give the very messages recorded
-from the code before the connection redesign (tests/golden/*.json).
+from the code before the connection redesign (tests/golden/*.json; re-recorded with the same
+code whenever the bundled model changes, since its words are in the messages).
 
 The recordings are deterministic because the client paces itself by the server's state,
 not by the clock: after each audio frame it waits until the session has taken the frame,
@@ -10,7 +11,7 @@ fire (``lag_warning_s`` far above the audio length), admission never looks at en
 and the client reads everything, so no partial is coalesced. Volatile fields (session and
 request ids, wall-clock times, pids) are normalized before comparing.
 
-Re-record (only when the wire format is meant to change)::
+Re-record (only when the wire format is meant to change, or the bundled model did)::
 
     GOLDEN_RECORD=1 .venv/bin/python -m pytest -q tests/test_golden_wire.py
 """

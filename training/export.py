@@ -161,14 +161,16 @@ def _score_table(evaluation: dict[str, Any] | None, step: int | None) -> str:
 
 
 BENCHMARK_RESULTS = REPO / "benchmarks" / "results"
+#: Benchmark options that leave the figures the card quotes unchanged.
+EXTRA_COLUMNS_ONLY = {"--no-hf"}
 
 
 def _benchmark_result(name: str, step: int) -> tuple[str, dict[str, Any]] | None:
     """A ``benchmarks/results/<name>-*.json`` run on this step with default settings.
 
-    Default settings: the command names no option but ``--tag`` (as ``--tag stepN``), so
-    the figures are the ones the card's command reproduces; a tagged run wins over an
-    untagged one, then the last file name.
+    Default settings: the command names no option but ``--tag`` (as ``--tag stepN``) and
+    those that only skip an extra column (``--no-hf``), so the figures are the ones the
+    card's command reproduces; a tagged run wins over an untagged one, then the last name.
     """
     found = []
     for path in BENCHMARK_RESULTS.glob(f"{name}-*.json"):
@@ -176,9 +178,13 @@ def _benchmark_result(name: str, step: int) -> tuple[str, dict[str, Any]] | None
         if data.get("model_fingerprint", {}).get("training_step") != step:
             continue
         options = data.get("command", "").split()[3:]
-        if options and (len(options) != 2 or options[0] != "--tag"):
+        tagged = "--tag" in options
+        if tagged:
+            at = options.index("--tag")
+            del options[at : at + 2]
+        if set(options) - EXTRA_COLUMNS_ONLY:
             continue
-        found.append((bool(options), path.name, data))
+        found.append((tagged, path.name, data))
     if not found:
         return None
     _, file, data = max(found, key=lambda item: (item[0], item[1]))  # tagged runs first
