@@ -144,6 +144,17 @@ def _score_table(evaluation: dict[str, Any] | None, step: int | None) -> str:
             "parameters, trained on real speech, never saw these voices; faster-whisper int8, "
             f"beam {evaluation['whisper']['beam_size']}; digits spelled out before scoring)."
         )
+    unseen = [row["cer"] for row in sets.values() if row.get("unseen")]
+    if unseen:
+        lines.append(
+            f"* Voices it never heard (held out from training): greedy CER {min(unseen):.1%} to"
+            f" {max(unseen):.1%}, against a goal of 20 %. A handful of synthetic voices is too"
+            " few to learn what a new voice sounds like; more distinct voices are the lever"
+            " (`training/README.md`)."
+        )
+    lines.append(
+        "* Reproduce: `python -m training.evaluate --model-dir streaming/models/tiny-en --card`."
+    )
     lines += [
         "",
         "Target: CER ≤ 10 % (stretch 5 %) on held-out sentences of the training voices, greedy"
