@@ -37,7 +37,8 @@ def test_windows_start_on_frame_boundaries_inside_their_utterance() -> None:
 
 def test_no_window_when_every_utterance_is_too_short() -> None:
     rng = np.random.default_rng(0)
-    assert window_crops([np.zeros(9000, np.float32)], WindowCrops(), rng) is None
+    spec = WindowCrops(fraction=0.25, seconds=(1.0, 2.32))
+    assert window_crops([np.zeros(9000, np.float32)], spec, rng) is None
 
 
 class FrameLocalModel(torch.nn.Module):

@@ -9,6 +9,7 @@ index)``, so a resumed run sees exactly the batches it would have seen.
 from __future__ import annotations
 
 import io
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ import soxr
 import torch
 from scipy.signal import butter, fftconvolve, istft, lfilter, sosfilt, stft
 
-from training.model import SAMPLE_RATE, encode_text, normalize_audio
+from training.model import CONV_STRIDE, SAMPLE_RATE, encode_text, normalize_audio
 from training.synth import CORPUS_DIR, read_manifest
 
 Utterance = dict[str, Any]
@@ -181,9 +182,14 @@ def opus_roundtrip(audio: np.ndarray, quality: float) -> np.ndarray:
     return out
 
 
+def _fit(audio: np.ndarray, n: int) -> np.ndarray:
+    """``audio`` repeated or cut to ``n`` samples."""
+    return np.tile(audio, n // max(1, len(audio)) + 1)[:n]
+
+
 def _mix(audio: np.ndarray, other: np.ndarray, snr_db: float) -> np.ndarray:
     """Add ``other`` (tiled or cut to length) at ``snr_db`` below ``audio``'s power."""
-    other = np.tile(other, len(audio) // max(1, len(other)) + 1)[: len(audio)]
+    other = _fit(other, len(audio))
     power = float((audio**2).mean()) + 1e-10
     scale = np.sqrt(power / (float((other**2).mean()) + 1e-10) / 10 ** (snr_db / 10))
     return np.asarray(audio + other * scale, dtype=np.float32)
@@ -215,8 +221,8 @@ def augment(
         picks = rng.choice(len(talkers), size=count, replace=False)
         babble = np.zeros(len(audio), dtype=np.float32)
         for i in picks:  # each talker at unit power, starting at a random point
-            talker = np.roll(talkers[int(i)], -int(rng.integers(0, len(talkers[int(i)]))))
-            talker = np.tile(talker, len(audio) // len(talker) + 1)[: len(audio)]
+            talker = talkers[int(i)]
+            talker = _fit(np.roll(talker, -int(rng.integers(0, len(talker)))), len(audio))
             babble += talker / (np.sqrt(float((talker**2).mean())) + 1e-6)
         audio = _mix(audio, babble, float(rng.uniform(*cfg.babble_snr_db)))
     if rng.random() < cfg.noise_prob:
@@ -255,15 +261,16 @@ def collate(audios: Sequence[np.ndarray], texts: Sequence[str] | None) -> dict[s
     return batch
 
 
-FRAME = 320  # samples per model frame (the conv front end's total stride)
+FRAME = math.prod(CONV_STRIDE)  # samples per model frame (the conv front end's total stride)
 
 
 @dataclass(frozen=True)
 class WindowCrops:
-    """Which utterances of a batch are also cut into windows (window distillation)."""
+    """Which utterances of a batch are also cut into windows (window distillation; the
+    values come from ``TrainConfig``)."""
 
-    fraction: float = 0.25
-    seconds: tuple[float, float] = (1.0, 2.32)
+    fraction: float
+    seconds: tuple[float, float]
 
 
 def window_crops(

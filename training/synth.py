@@ -147,7 +147,7 @@ def _synth_espeak(text: str, rng: random.Random, wav: str) -> dict[str, Any]:
 
 def _synth_flite(text: str, voice: str, rng: random.Random, wav: str) -> dict[str, Any]:
     stretch = round(rng.uniform(0.8, 1.25), 3)
-    f0 = rng.randint(80, 150) if voice not in UNSEEN_ENGINES else FLITE_F0.get(voice, 95)
+    f0 = FLITE_F0[voice] if voice in UNSEEN_ENGINES else rng.randint(80, 150)
     cmd = ["flite", "-voice", voice, "--setf", f"duration_stretch={stretch}"]
     cmd += ["--setf", f"int_f0_target_mean={f0}", "-t", text, "-o", wav]
     _run(cmd)

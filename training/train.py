@@ -485,10 +485,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=float,
         default=0.0,
         metavar="W",
-        help="weight of window distillation: a quarter of each batch's utterances is also "
-        "cut into a server-sized window (1-2.32 s) whose frames are pulled (KL) towards the "
-        "model's frames on the whole utterance, so streaming windows read like whole "
-        "utterances (0 = off; kept on resume)",
+        help=f"weight of window distillation: {TrainConfig.distill_fraction * 100:.0f} %% of each "
+        "batch's utterances is also cut into a server-sized window "
+        f"({TrainConfig.distill_window_s[0]:g}-{TrainConfig.distill_window_s[1]:g} s) whose "
+        "frames are pulled (KL) towards the model's frames on the whole utterance, so "
+        "streaming windows read like whole utterances (0 = off; kept on resume)",
     )
     p.add_argument(
         "--fresh", action="store_true", help="ignore an existing checkpoint (moves it aside)"
