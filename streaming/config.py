@@ -338,6 +338,13 @@ class LmConfig:
     beta: float = setting(2.0, flag="--lm-beta", help="word bonus")
     beam_width: int = setting(32, flag="--lm-beam-width", help="beam width")
     threads: int = setting(1, flag="--lm-threads", help="threads decoding finals")
+    early_commits: bool = setting(
+        True,
+        flag="--no-early-commits",
+        help="with LM finals, commit no word before its utterance's final (by default "
+        "beam searches of the spoken part commit the words they settle, when a decoder "
+        "thread is free: words commit about 1.4 s sooner, for about 2 percent more word errors)",
+    )
 
     @property
     def enabled(self) -> bool:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 import numpy as np
 
 from .audio import AudioFormat
+from .beam_commit import CommitSearch
 from .config import MODEL_SAMPLE_RATE, ServerConfig
 from .engine import Engine, EngineClosed, InferenceError
 from .errors import StreamError
@@ -36,7 +37,9 @@ class SessionDriver:
 
     With a ``rescorer`` (``--lm``) finals are decoded by LM beam search in its worker
     threads; events behind a final that is still being decoded wait for it, so the client
-    always sees a stream's events in the order the session produced them.
+    always sees a stream's events in the order the session produced them. The session's
+    early-commit searches run there too, when a worker is free; their partials follow
+    whatever was sent before them.
     """
 
     def __init__(
@@ -60,6 +63,7 @@ class SessionDriver:
         self._out_empty = asyncio.Event()
         self._out_empty.set()
         self._waiting_on: asyncio.Task[Final] | None = None
+        self._searches: set[asyncio.Task[None]] = set()
         self.metrics = metrics
         self.engine = engine
         self._sink = sink
@@ -93,6 +97,7 @@ class SessionDriver:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await self._stop_searches()
         pending = [item for item in self._out if isinstance(item, asyncio.Task)]
         self._out.clear()
         for task in pending:
@@ -171,6 +176,7 @@ class SessionDriver:
             if request is None:
                 if self.session.ended and self.session.idle:
                     await self._out_empty.wait()  # finals still in LM decoding
+                    await self._stop_searches()  # their utterances are final: moot
                     return
                 self._work.clear()
                 await self._work.wait()
@@ -204,7 +210,9 @@ class SessionDriver:
             return
         ready: list[Event] = []
         for event in events:
-            if isinstance(event, PendingFinal):
+            if isinstance(event, CommitSearch):
+                self._search(event)
+            elif isinstance(event, PendingFinal):
                 if ready:
                     self._out.append(ready)
                     ready = []
@@ -215,11 +223,38 @@ class SessionDriver:
             self._out.append(ready)
         self._pump()
 
+    def _search(self, search: CommitSearch) -> None:
+        """Run an early-commit search if a decoder thread is free (finals come first)."""
+        if self.rescorer is None or self.rescorer.busy:
+            self.session.beam_failed(search)
+            return
+        task = asyncio.create_task(self._commit(search), name="lm-commit")
+        self._searches.add(task)
+        task.add_done_callback(self._searches.discard)
+
+    async def _commit(self, search: CommitSearch) -> None:
+        assert self.rescorer is not None
+        try:
+            words = await self.rescorer.decode(
+                search.scores, self.hotwords, search.context, final=False
+            )
+        except Exception as exc:  # the words stay tentative; the final decodes them
+            log.warning("LM early-commit search failed: %s", exc)
+            self.session.beam_failed(search)
+            return
+        self._emit(self.session.beam_committed(search, words))
+
+    async def _stop_searches(self) -> None:
+        for task in list(self._searches):
+            task.cancel()
+        await asyncio.gather(*self._searches, return_exceptions=True)
+
     async def _rescore(self, pending: PendingFinal) -> Final:
         """The LM's final, or the greedy one if decoding fails: an utterance is never lost."""
         assert self.rescorer is not None
         try:
-            return pending.resolve(await self.rescorer.decode(pending.scores, self.hotwords))
+            words = await self.rescorer.decode(pending.scores, self.hotwords, pending.context)
+            return pending.resolve(words)
         except Exception as exc:  # any decoder failure: keep the greedy text
             log.warning("LM decoding failed, sending the greedy final: %s", exc)
             return pending.greedy

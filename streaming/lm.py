@@ -215,11 +215,27 @@ class LMDecoder:
         """Lowercase text of one utterance from its (frames, vocab) log-probs (or logits)."""
         return " ".join(word for word, _, _ in self.decode_words(log_probs, hotwords))
 
+    def _start_state(self, context: Sequence[str]) -> Any:
+        """The LM's state after the sentence start and ``context`` (None: the start alone).
+
+        Only the last ``order - 1`` words can matter to an n-gram LM."""
+        lm = self._decoder._language_model
+        if not context or lm is None:
+            return None
+        state = lm.get_start_state()
+        for word in context[-max(1, lm.order - 1) :]:
+            _, state = lm.score(state, word)
+        return state
+
     def decode_words(
-        self, log_probs: np.ndarray, hotwords: Sequence[Hotword] = ()
+        self,
+        log_probs: np.ndarray,
+        hotwords: Sequence[Hotword] = (),
+        context: Sequence[str] = (),
     ) -> list[tuple[str, int, int]]:
         """The best beam's words with their ``[start, end)`` frames, in order; ``hotwords``
-        are favoured (see :class:`HotwordBoost`)."""
+        are favoured (see :class:`HotwordBoost`). ``context``: the words already decided
+        before these frames (early commits), which the LM continues from."""
         x = np.asarray(log_probs, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self._size:
             raise ValueError(f"expected (frames, {self._size}) scores, got shape {x.shape}")
@@ -239,9 +255,11 @@ class LMDecoder:
                 token_min_logp=_TOKEN_MIN_LOGP,
                 prune_history=False,
                 hotword_scorer=self.boost(tuple(hotwords)),
-                lm_start_state=None,
+                lm_start_state=self._start_state(context),
             )
         else:
-            beams = self._decoder.decode_beams(columns, beam_width=self.beam_width)
+            beams = self._decoder.decode_beams(
+                columns, beam_width=self.beam_width, lm_start_state=self._start_state(context)
+            )
         frames = beams[0][2] if beams else []
         return [(word, int(start), int(end)) for word, (start, end) in frames if word.strip()]

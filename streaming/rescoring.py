@@ -37,7 +37,9 @@ AUTO, MODEL, OFF = "auto", "model", ("none", "off")
 
 
 class WordDecoder(Protocol):
-    def decode_words(self, log_probs: np.ndarray) -> list[tuple[str, int, int]]: ...
+    def decode_words(
+        self, log_probs: np.ndarray, hotwords: Sequence[Hotword] = (), context: Sequence[str] = ()
+    ) -> list[tuple[str, int, int]]: ...
 
 
 class FinalRescorer:
@@ -58,19 +60,39 @@ class FinalRescorer:
         self.decoder = decoder
         self.has_lm = has_lm
         self.lm_path = lm_path
+        self.threads = threads
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="lm")
-        self.decoded = 0
+        self._running = 0
+        self.decoded = 0  # finals
+        self.searches = 0  # early-commit searches
+
+    @property
+    def busy(self) -> bool:
+        """Every worker thread has a decode: one more would queue."""
+        return self._running >= self.threads
 
     async def decode(
-        self, scores: np.ndarray, hotwords: Sequence[Hotword] = ()
+        self,
+        scores: np.ndarray,
+        hotwords: Sequence[Hotword] = (),
+        context: Sequence[str] = (),
+        *,
+        final: bool = True,
     ) -> list[tuple[str, int, int]]:
-        """Words and frame spans of the best beam for one utterance's (frames, vocab) scores."""
+        """Words and frame spans of the best beam for (frames, vocab) scores of one
+        utterance; ``context``: the words decided before those frames (early commits);
+        ``final``: a final's decode, else an early-commit search (counted apart)."""
         loop = asyncio.get_running_loop()
-        work = self.decoder.decode_words
-        if hotwords:  # only decoders that take hotwords are given any (LMDecoder)
-            work = partial(self.decoder.decode_words, hotwords=hotwords)  # type: ignore[call-arg]
-        words = await loop.run_in_executor(self._pool, work, scores)
-        self.decoded += 1
+        work = partial(self.decoder.decode_words, hotwords=hotwords, context=context)
+        self._running += 1
+        try:
+            words = await loop.run_in_executor(self._pool, work, scores)
+        finally:
+            self._running -= 1
+        if final:
+            self.decoded += 1
+        else:
+            self.searches += 1
         return words
 
     def close(self) -> None:

@@ -283,6 +283,7 @@ class Server:
             self.config.vad,
             self.config.window.resolved(self.info.device),
             rescore_finals=self.rescorer is not None and self.rescorer.has_lm,
+            early_commits=self.config.lm.early_commits,
         )
         assert ws.request is not None
         route = self.routes.stream(ws.request.path)

@@ -16,6 +16,7 @@ from math import gcd
 import numpy as np
 
 from .audio import AudioFormat, Resampler, decode_pcm
+from .beam_commit import BeamCommits, BeamWord, CommitRule, CommitSearch
 from .config import MODEL_SAMPLE_RATE, VadConfig, WindowConfig
 from .decoding import CtcVocab, Word
 from .errors import StreamError
@@ -34,33 +35,56 @@ class PendingFinal:
 
     ``greedy`` is the final as greedy decoding reads it: the fallback, and the source of the
     timing fields. The driver decodes off the event loop, then calls :meth:`resolve`.
+    With early commits the beam search covers only the frames from ``cut``: ``committed``
+    (as the partials sent them) lead the final, ``context`` carries them to the LM.
     """
 
     greedy: Final
-    scores: np.ndarray  # (frames, vocab) log-probabilities of the whole utterance
-    frame_probs: np.ndarray  # best-path probability per frame, for word confidences
+    scores: np.ndarray  # (frames, vocab) log-probabilities of the utterance from ``cut``
+    frame_probs: np.ndarray  # best-path probability of every frame, for word confidences
     start_sample: int
     stride: int
+    cut: int = 0
+    committed: tuple[WordTiming, ...] = ()
+    context: tuple[str, ...] = ()
 
-    def resolve(self, words: list[tuple[str, int, int]]) -> Final:
-        """The final with ``words`` (text, start frame, end frame) from the LM decoder."""
-        timings = []
-        for text, start, end in words:
-            span = self.frame_probs[start : max(end, start + 1)]
-            conf = float(span.mean()) if span.size else 0.0
-            timings.append(
-                WordTiming(
-                    text,
-                    _ms(self.start_sample + start * self.stride),
-                    _ms(self.start_sample + end * self.stride),
-                    round(conf, 3),
-                    True,
-                )
+    def resolve(self, words: list[BeamWord]) -> Final:
+        """The final with ``words`` (text, start frame, end frame from ``cut``) from the LM
+        decoder, after the committed words."""
+        shifted = [(text, start + self.cut, end + self.cut) for text, start, end in words]
+        timings = beam_timings(shifted, self.frame_probs, self.start_sample, self.stride)
+        if self.committed:  # a resumed stream's seeds may reach past the cut
+            after = self.committed[-1].end_ms
+            timings = self.committed + tuple(t for t in timings if t.start_ms >= after)
+        return replace(self.greedy, text=" ".join(t.word for t in timings), words=timings)
+
+
+def beam_timings(
+    words: list[BeamWord],
+    frame_probs: np.ndarray,
+    start_sample: int,
+    stride: int,
+    committed: bool = True,
+) -> tuple[WordTiming, ...]:
+    """Timed words from a beam's (text, start frame, end frame) words of one utterance;
+    ``conf`` is the mean best-path probability of the word's frames."""
+    timings = []
+    for text, start, end in words:
+        span = frame_probs[start : max(end, start + 1)]
+        conf = float(span.mean()) if span.size else 0.0
+        timings.append(
+            WordTiming(
+                text,
+                _ms(start_sample + start * stride),
+                _ms(start_sample + end * stride),
+                round(conf, 3),
+                committed,
             )
-        return replace(self.greedy, text=" ".join(t.word for t in timings), words=tuple(timings))
+        )
+    return tuple(timings)
 
 
-SessionEvent = Event | PendingFinal
+SessionEvent = Event | PendingFinal | CommitSearch
 
 # A resumed stream replays this much audio before the VAD gate proper starts, so webrtcvad
 # (which adapts to the noise floor) has heard it; and this much more before a resampled
@@ -82,8 +106,9 @@ class Session:
     """Turns one client's audio into partial and final events.
 
     With ``rescore_finals`` the session keeps each utterance's log-probabilities and emits
-    a :class:`PendingFinal` instead of a :class:`Final`; partial words then all stay
-    tentative, because the final decoding may change any of them.
+    a :class:`PendingFinal` instead of a :class:`Final`; the final decoding may change any
+    greedy word, so partials commit only what ``early_commits`` beam searches settle
+    (:class:`CommitSearch` events, answered by :meth:`beam_committed`), or nothing.
     """
 
     def __init__(
@@ -95,9 +120,14 @@ class Session:
         *,
         detector_factory: Callable[[int], SpeechDetector] = webrtc_detector,
         rescore_finals: bool = False,
+        early_commits: bool = True,
+        commit_rule: CommitRule | None = None,
     ) -> None:
         self.vocab = vocab
         self.rescore_finals = rescore_finals
+        self.early_commits = early_commits
+        self.commit_rule = commit_rule or CommitRule()
+        self._beams: dict[int, BeamCommits] = {}
         self.geometry = geometry
         self.format = AudioFormat()
         self._planner = WindowPlanner(window, geometry, MODEL_SAMPLE_RATE)
@@ -257,10 +287,32 @@ class Session:
         hypothesis = utterance.apply(request.plan, logprobs)
         events: list[SessionEvent] = []
         if not request.plan.final:
-            partial = self._partial(utterance, hypothesis, request)
+            partial = self._partial(utterance, hypothesis)
             if partial is not None:
                 events.append(partial)
+            beam = self._beams.get(utterance.id)
+            if beam is not None and beam.due(utterance.stable_frames):
+                scores, tentative = utterance.scores(), utterance.tentative_scores
+                events.append(beam.search(utterance.id, utterance.stable_frames, scores, tentative))
         return events + self._collect_finals()
+
+    def beam_committed(self, search: CommitSearch, words: list[BeamWord]) -> list[SessionEvent]:
+        """Take the beam's words for ``search`` back: a partial if words committed (nothing
+        once the utterance's final is out: that final did not count on them)."""
+        beam = self._beams.get(search.utterance_id)
+        if beam is None:
+            return []
+        if not beam.accept(search, words):
+            return []
+        utterance = self._find(search.utterance_id)
+        partial = self._partial(utterance, utterance.decode_from(beam.cut))
+        return [partial] if partial is not None else []
+
+    def beam_failed(self, search: CommitSearch) -> None:
+        """``search`` was not run (decoder busy or failed): a later window asks again."""
+        beam = self._beams.get(search.utterance_id)
+        if beam is not None:
+            beam.failed()
 
     def fail(self, request: WindowRequest, message: str) -> list[SessionEvent]:
         """The model failed on ``request``: its frames decode as silence, the stream goes on."""
@@ -352,6 +404,8 @@ class Session:
                     opened=event.opened if event.opened >= 0 else event.at,
                     replay_windows=replayed.windows if replayed is not None and same else (),
                 )
+                if self.rescore_finals and self.early_commits:
+                    self._beams[utterance.id] = BeamCommits(self.commit_rule)
                 self._next_utterance_id += 1
                 self._utterances.append(utterance)
             elif isinstance(event, SpeechAudio):
@@ -372,11 +426,23 @@ class Session:
             if self._inflight is not None and self._inflight.utterance_id == self._utterances[0].id:
                 break
             utterance = self._utterances.popleft()
-            final = self._final(utterance, utterance.finalize())
+            beam = self._beams.pop(utterance.id, None)
+            committed = self._beam_words(utterance, beam)
+            final = self._final(utterance, utterance.finalize(), committed)
             if self.rescore_finals and utterance.stable_frames:
-                stride = self.geometry.stride
-                scores, probs = utterance.scores(), utterance.frame_probs
-                events.append(PendingFinal(final, scores, probs, utterance.start_sample, stride))
+                cut = beam.cut if beam is not None else 0
+                events.append(
+                    PendingFinal(
+                        final,
+                        utterance.scores()[cut:],
+                        utterance.frame_probs,
+                        utterance.start_sample,
+                        self.geometry.stride,
+                        cut,
+                        self._seeded(utterance.id, committed),
+                        beam.context if beam is not None else (),
+                    )
+                )
             else:
                 events.append(final)
             self._last_partial.pop(utterance.id, None)
@@ -384,13 +450,19 @@ class Session:
             self._seeds.pop(utterance.id, None)
         return events
 
-    def _partial(
-        self, utterance: Utterance, hypothesis: Hypothesis, request: WindowRequest
-    ) -> Partial | None:
-        done = tuple(self._timing(utterance, w, True) for w in hypothesis.committed)
+    def _beam_words(self, utterance: Utterance, beam: BeamCommits | None) -> tuple[WordTiming, ...]:
+        """The words early commits settled (none without them)."""
+        if beam is None or not beam.words:
+            return ()
+        stride = self.geometry.stride
+        return beam_timings(beam.words, utterance.frame_probs, utterance.start_sample, stride)
+
+    def _partial(self, utterance: Utterance, hypothesis: Hypothesis) -> Partial | None:
+        done = self._beam_words(utterance, self._beams.get(utterance.id))
+        done += tuple(self._timing(utterance, w, True) for w in hypothesis.committed)
         open_ = tuple(self._timing(utterance, w, False) for w in hypothesis.tentative)
         done, open_ = self._seeded(utterance.id, done), self._seeded(utterance.id, open_, False)
-        if done and not self.rescore_finals:
+        if done:
             self._committed[utterance.id] = done
         committed = " ".join(w.word for w in done)
         tentative = " ".join(w.word for w in open_)
@@ -403,13 +475,16 @@ class Session:
             committed,
             tentative,
             _ms(utterance.start_sample),
-            _ms(utterance.start_sample + request.plan.end),
+            _ms(utterance.start_sample + utterance.heard),
             words,
         )
 
-    def _final(self, utterance: Utterance, hypothesis: Hypothesis) -> Final:
+    def _final(
+        self, utterance: Utterance, hypothesis: Hypothesis, early: tuple[WordTiming, ...] = ()
+    ) -> Final:
+        """The greedy final: ``early`` (LM-committed words), then greedy words."""
         self.finals_sent += 1
-        words = tuple(self._timing(utterance, w, True) for w in hypothesis.committed)
+        words = early + tuple(self._timing(utterance, w, True) for w in hypothesis.committed)
         words = self._seeded(utterance.id, words)
         return Final(
             utterance.id,

@@ -32,6 +32,13 @@ class Stabilizer:
         self._committed: list[Word] = []
         self._scan_from = 0  # first frame after the delimiter of the last committed word
 
+    def skip_to(self, frame: int) -> None:
+        """Decode from ``frame`` on, a word boundary: the words before it were decided
+        elsewhere (LM early commits, ``streaming.beam_commit``)."""
+        if self._committed:
+            raise RuntimeError("skip_to is for a stabilizer that commits nothing itself")
+        self._scan_from = frame
+
     def update(
         self,
         stable_ids: np.ndarray,

@@ -104,11 +104,13 @@ class Utterance:
         self.closed = False
         self.reason = ""
         self.speech_end_sample = start_sample
+        self.heard = 0  # end of the latest window applied, in samples from the start
         self._planner = planner
         self._stabilizer = stabilizer
         self._ids = np.zeros(0, dtype=np.int32)
         self._probs = np.zeros(0, dtype=np.float32)
         self._scores: list[np.ndarray] | None = [] if keep_scores else None
+        self._tentative_scores = np.zeros((0, 0), dtype=np.float32)
         self._tentative_ids = np.zeros(0, dtype=np.int32)
         self._tentative_probs = np.zeros(0, dtype=np.float32)
         # Names this utterance's audio in the engine's feature cache: unique per object,
@@ -180,14 +182,16 @@ class Utterance:
             self.windows.append((plan.keep_to - plan.keep_from) * stride // self._planner.chunk)
             if self._replay:
                 self._replay.popleft()
+        self.heard = plan.end
         ids, probs = best_path(logprobs)
         offset = plan.start // self._planner.geometry.stride
         keep = slice(plan.keep_from - offset, plan.keep_to - offset)
         self._ids = np.concatenate([self._ids, ids[keep]])
         self._probs = np.concatenate([self._probs, probs[keep]])
+        tail = slice(plan.keep_to - offset, None)
         if self._scores is not None:
             self._scores.append(logprobs[keep])
-        tail = slice(plan.keep_to - offset, None)
+            self._tentative_scores = logprobs[tail] if not plan.final else logprobs[:0]
         self._tentative_ids = ids[tail] if not plan.final else ids[:0]
         self._tentative_probs = probs[tail] if not plan.final else probs[:0]
         return self._stabilizer.update(
@@ -210,6 +214,20 @@ class Utterance:
         if not self._scores:
             return np.zeros((0, 0), dtype=np.float32)
         return np.concatenate(self._scores)
+
+    @property
+    def tentative_scores(self) -> np.ndarray:
+        """The latest window's (frames, vocab) log-probabilities past the stable frames
+        (``keep_scores`` only)."""
+        return self._tentative_scores
+
+    def decode_from(self, frame: int) -> Hypothesis:
+        """The live text once the words before ``frame`` are decided elsewhere (LM early
+        commits): greedy decoding from there on."""
+        self._stabilizer.skip_to(frame)
+        return self._stabilizer.update(
+            self._ids, self._probs, self._tentative_ids, self._tentative_probs
+        )
 
     def finalize(self) -> Hypothesis:
         """Commit whatever is left once no window is due any more (idempotent)."""

@@ -8,6 +8,7 @@ engine), answered with a frame-local stand-in model so any window reads the same
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -86,7 +87,9 @@ class GatedDecoder:
         self.gate = threading.Event()
         self.started = threading.Event()
 
-    def decode_words(self, log_probs: np.ndarray) -> list[tuple[str, int, int]]:
+    def decode_words(
+        self, log_probs: np.ndarray, hotwords: object = (), context: object = ()
+    ) -> list[tuple[str, int, int]]:
         self.started.set()
         self.gate.wait(10)
         return [("rescored", 0, log_probs.shape[0])]
@@ -105,14 +108,17 @@ async def build() -> AsyncIterator[Build]:
         *,
         rescorer: FinalRescorer | None = None,
         window: WindowConfig | None = None,
+        early_commits: bool = False,
         **config: float,
     ) -> tuple[SessionDriver, list[Event]]:
+        # Early commits only where a test asks: the others count the decoder's finals.
         session = Session(
             VOCAB,
             GEOMETRY,
             VadConfig(),
             window or WindowConfig(),
             rescore_finals=rescorer is not None,
+            early_commits=early_commits,
         )
         events: list[Event] = []
         server = ServerConfig(**config)  # type: ignore[arg-type]
@@ -399,3 +405,104 @@ async def test_a_window_the_engine_drops_or_breaks_becomes_an_error_event_and_th
     assert error.code == "inference_failed" and not error.fatal
     assert ("dropped" if how == "cancelled" else "a bug in an engine") in error.message
     assert [f.utterance_id for f in finals(events)] == [0, 1]
+
+
+class SpreadDecoder:
+    """LM decoder stand-in: four words spread evenly over whatever frames it is given
+    (each early-commit search and each final); ``gate`` holds every decode until set."""
+
+    def __init__(self, *, fail: bool = False) -> None:
+        self.fail = fail
+        self.gate = threading.Event()
+        self.gate.set()
+        self.calls = 0
+        self.contexts: list[tuple[str, ...]] = []
+
+    def decode_words(
+        self, log_probs: np.ndarray, hotwords: object = (), context: object = ()
+    ) -> list[tuple[str, int, int]]:
+        self.calls += 1
+        self.contexts.append(tuple(context))  # type: ignore[arg-type]
+        self.gate.wait(10)
+        if self.fail:
+            raise RuntimeError("decoder exploded")
+        n = log_probs.shape[0]
+        return [(f"w{i}", i * n // 4, i * n // 4 + max(1, n // 8)) for i in range(4) if n >= 8]
+
+
+async def test_early_commit_searches_commit_words_that_lead_the_final(
+    build: Build, long_sentence: bytes
+) -> None:
+    decoder = SpreadDecoder()
+    rescorer = FinalRescorer(decoder)
+    driver, events = build(HeldEngine(hold=False), rescorer=rescorer, early_commits=True)
+    try:
+        await feed_live(driver, long_sentence)
+        driver.end()
+        await asyncio.wait_for(driver.finished(), 10)
+    finally:
+        rescorer.close()
+    assert rescorer.searches >= 1 and rescorer.decoded == len(finals(events))
+    committed = [e.committed for e in events if isinstance(e, Partial) and e.committed]
+    assert committed, "no early commit reached a partial"
+    assert all(later.startswith(earlier) for earlier, later in itertools.pairwise(committed))
+    first = finals(events)[0]
+    assert first.text.startswith(committed[-1]) and first.text != committed[-1]
+    assert any(context for context in decoder.contexts), "later searches continue the LM"
+
+
+async def test_early_commit_searches_wait_for_a_free_decoder_thread_rather_than_queue(
+    build: Build, long_sentence: bytes
+) -> None:
+    decoder = SpreadDecoder()
+    decoder.gate.clear()
+    rescorer = FinalRescorer(decoder)
+    driver, events = build(HeldEngine(hold=False), rescorer=rescorer, early_commits=True)
+    try:
+        split = len(long_sentence) * 3 // 8 * 2
+        await feed_live(driver, long_sentence[:split])
+        await settle()
+        assert decoder.calls == 1 and rescorer.busy, "a second search queued behind the first"
+        decoder.gate.set()
+        await feed_live(driver, long_sentence[split:])
+        driver.end()
+        await asyncio.wait_for(driver.finished(), 10)
+    finally:
+        decoder.gate.set()
+        rescorer.close()
+    assert finals(events) and rescorer.searches >= 1
+
+
+async def test_failing_early_commit_searches_leave_words_tentative_and_the_final_greedy(
+    build: Build, long_sentence: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    rescorer = FinalRescorer(SpreadDecoder(fail=True))
+    driver, events = build(HeldEngine(hold=False), rescorer=rescorer, early_commits=True)
+    try:
+        await feed_live(driver, long_sentence)
+        driver.end()
+        await asyncio.wait_for(driver.finished(), 10)
+    finally:
+        rescorer.close()
+    assert "early-commit search failed" in caplog.text
+    assert all(e.committed == "" for e in events if isinstance(e, Partial))
+    assert finals(events) and all(f.text for f in finals(events)), "the greedy finals stand"
+
+
+async def test_aclose_with_an_early_commit_search_in_flight_leaves_no_task(
+    build: Build, long_sentence: bytes
+) -> None:
+    decoder = SpreadDecoder()
+    decoder.gate.clear()
+    rescorer = FinalRescorer(decoder)
+    driver, events = build(HeldEngine(hold=False), rescorer=rescorer, early_commits=True)
+    try:
+        await feed_live(driver, long_sentence[: len(long_sentence) // 4 * 2])
+        await settle()
+        assert decoder.calls == 1, "the search is running"
+        await close(driver)
+        assert asyncio.all_tasks() == {asyncio.current_task()}
+    finally:
+        decoder.gate.set()
+        rescorer.close()
+    assert finals(events) == []

@@ -220,17 +220,31 @@ async def test_server_sends_lm_finals_by_default_that_beat_greedy_on_words() -> 
     ]
     audio, _ = speech_with_pauses(sentences, pause_s=1.5)
     finals: dict[str, list[str]] = {}
-    for lm in ("none", "default"):
+    for lm in ("none", "default", "no-early-commits"):
         config = server_config(MODEL_DIR)
         if lm == "none":
             config = config.replace(lm=LmConfig(path="none"))
+        elif lm == "no-early-commits":
+            config = config.replace(lm=LmConfig(early_commits=False))
         async with Server(config) as server:
-            messages, code = await stream_pcm(server.url, to_s16(audio))
+            # Three times real time: the windows (and the early-commit searches) come as live.
+            pace = 0.03 if lm == "default" else 0.0
+            messages, code = await stream_pcm(server.url, to_s16(audio), pace=pace)
             assert code == 1000
             finals[lm] = [str(f["text"]) for f in of_type(messages, "final")]
             health = server.health()
             if lm == "default":
                 assert health["lm"] == str(MODEL_DIR / "lm.arpa.gz")
+                assert health["lm_finals"] == len(sentences)
+                # Early commits: words commit before their final, which starts with them.
+                last: dict[object, str] = {}
+                for p in of_type(messages, "partial"):
+                    assert str(p["committed"]).startswith(last.get(p["utterance_id"], ""))
+                    last[p["utterance_id"]] = str(p["committed"])
+                assert any(last.values()), "no word committed before its final"
+                for f in of_type(messages, "final"):
+                    assert str(f["text"]).startswith(last.get(f["utterance_id"], ""))
+            elif lm == "no-early-commits":  # the same LM finals, nothing committed before
                 assert health["lm_finals"] == len(sentences)
                 assert all(p["committed"] == "" for p in of_type(messages, "partial"))
             else:

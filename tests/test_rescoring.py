@@ -40,7 +40,9 @@ class SlowDecoder:
         self.lock = threading.Lock()
         self.started = threading.Event()
 
-    def decode_words(self, log_probs: np.ndarray) -> list[tuple[str, int, int]]:
+    def decode_words(
+        self, log_probs: np.ndarray, hotwords: object = (), context: object = ()
+    ) -> list[tuple[str, int, int]]:
         self.started.set()
         time.sleep(self.delay)
         with self.lock:
@@ -56,7 +58,9 @@ async def run_with(
 ) -> tuple[list[dict[str, object]], int | None, Server]:
     audio, _ = speech_with_pauses(SENTENCES, pause_s=1.5)
     rescorer = FinalRescorer(decoder)
-    async with Server(server_config(tiny_model_dir), model=tiny_model, rescorer=rescorer) as srv:
+    # Finals alone: the stand-in counts its decodes (early commits: test_driver, test_lm).
+    config = server_config(tiny_model_dir).replace(lm=LmConfig(early_commits=False))
+    async with Server(config, model=tiny_model, rescorer=rescorer) as srv:
         messages, code = await stream_pcm(srv.url, to_s16(audio))
     return messages, code, srv
 
@@ -79,7 +83,7 @@ async def test_lm_finals_replace_greedy_text_and_keep_stream_order(
     assert ids == sorted(ids)
     final_at = messages.index(finals[0])
     assert all(m.get("utterance_id") != 0 for m in messages[final_at + 1 :])
-    # The LM may change any word, so partials commit nothing early.
+    # Without early commits partials commit nothing: the LM may change any word.
     assert all(p["committed"] == "" for p in of_type(messages, "partial"))
     assert srv.health()["lm_finals"] == 2
 

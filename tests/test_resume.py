@@ -231,3 +231,66 @@ def test_a_resampled_stream_resumes_with_the_same_words_and_times(bundled: Loade
         return [[(w.word, w.start_ms, w.end_ms) for w in f.words] for f in finals]  # type: ignore[attr-defined]
 
     assert words(got) == words(expected)
+
+
+def test_with_lm_finals_a_resumed_stream_keeps_the_early_committed_words_once(
+    bundled: LoadedModel,
+) -> None:
+    """LM early commits travel in the token like greedy ones: the resumed utterance's
+    partials and its LM final start with them, and no word is said twice."""
+    pytest.importorskip("pyctcdecode")
+    pytest.importorskip("kenlm")
+    from streaming.beam_commit import CommitSearch
+    from streaming.lm import LMDecoder
+    from streaming.session import PendingFinal
+
+    lm = LMDecoder.from_model_dir(BUNDLED)
+
+    def lm_session() -> Session:
+        return Session(
+            bundled.vocab, bundled.geometry, VadConfig(), WindowConfig(), rescore_finals=True
+        )
+
+    def answer(session: Session, events: list[object]) -> list[object]:
+        """Run the searches at once, as a free decoder thread would; resolve the finals."""
+        out: list[object] = []
+        for event in events:
+            if isinstance(event, CommitSearch):
+                words = lm.decode_words(event.scores, context=event.context)
+                out += answer(session, list(session.beam_committed(event, words)))
+            elif isinstance(event, PendingFinal):
+                out.append(event.resolve(lm.decode_words(event.scores, context=event.context)))
+            else:
+                out.append(event)
+        return out
+
+    def run(session: Session, pcm: bytes) -> list[object]:
+        events: list[object] = []
+        for i in range(0, len(pcm), 3200):
+            events += answer(session, list(session.feed(pcm[i : i + 3200])))
+            while (request := session.next_request()) is not None:
+                logprobs = bundled.infer(request.samples[None])[0]
+                events += answer(session, list(session.complete(request, logprobs)))
+        return events
+
+    pcm = _demo(7.6)
+    cut = 5 * 16000 * 2  # inside the second sentence
+    first = lm_session()
+    run(first, pcm[:cut])
+    state = first.resume_state()
+    assert state.open and state.open[0].words, "an early commit inside the open utterance"
+    seeds = [w[0] for w in state.open[0].words]
+    second = lm_session()
+    second.resume(state)
+    after = run(second, pcm[state.replay * 2 :])
+    after += answer(second, list(second.end()))
+    while (request := second.next_request()) is not None:
+        logprobs = bundled.infer(request.samples[None])[0]
+        after += answer(second, list(second.complete(request, logprobs)))
+    partials = [e for e in after if type(e).__name__ == "Partial"]
+    assert all(p.committed.split()[: len(seeds)] == seeds for p in partials)  # type: ignore[attr-defined]
+    final = next(e for e in after if type(e).__name__ == "Final")
+    assert final.utterance_id == state.open[0].id  # type: ignore[attr-defined]
+    assert final.text.split()[: len(seeds)] == seeds  # type: ignore[attr-defined]
+    starts = [w.start_ms for w in final.words]  # type: ignore[attr-defined]
+    assert starts == sorted(set(starts)), "a word said twice"

@@ -207,7 +207,7 @@ async def test_a_draining_server_finishes_the_utterance_then_moves_the_stream(
 async def test_a_resumed_stream_keeps_its_hotwords(server: Server) -> None:
     start = {"type": "start", "resume": True, "hotwords": ["stella", "plastic snake"]}
     c = await _open(server, start)
-    await _stream(c, demo_s16(0.0, 4.0))  # its partials commit nothing: the final acks
+    await _stream(c, demo_s16(0.0, 4.0))  # acks follow its commits and finals
     await until(lambda: bool(received(c, "ack")))
     token = received(c, "ack")[-1]["token"]
     await c.close()

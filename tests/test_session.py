@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pytest
@@ -23,7 +23,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streaming.audio import AudioFormat
+from streaming.beam_commit import BeamWord, CommitSearch
 from streaming.config import VadConfig, WindowConfig
+from streaming.decoding import CtcVocab, best_path, greedy_words
 from streaming.errors import StreamError
 from streaming.events import ErrorEvent, Final, Partial
 from streaming.model import LoadedModel
@@ -68,11 +70,22 @@ class Speller:
 
 
 def make_session(
-    *, rescore_finals: bool = False, window: WindowConfig | None = None, **vad: float
+    *,
+    rescore_finals: bool = False,
+    early_commits: bool = True,
+    window: WindowConfig | None = None,
+    **vad: float,
 ) -> Session:
     """A session with the real webrtcvad (its default detector)."""
     config = VadConfig(**vad)  # type: ignore[arg-type]
-    return Session(VOCAB, GEOMETRY, config, window or WindowConfig(), rescore_finals=rescore_finals)
+    return Session(
+        VOCAB,
+        GEOMETRY,
+        config,
+        window or WindowConfig(),
+        rescore_finals=rescore_finals,
+        early_commits=early_commits,
+    )
 
 
 def run_windows(session: Session, answer: Answer) -> list[SessionEvent]:
@@ -365,8 +378,9 @@ def test_backlog_is_the_utterance_audio_not_yet_decoded(hello: np.ndarray) -> No
 def test_with_lm_finals_partials_stay_tentative_and_the_final_is_left_to_decode(
     hello: np.ndarray,
 ) -> None:
-    session = make_session(rescore_finals=True)
+    session = make_session(rescore_finals=True, early_commits=False)
     events = stream(session, to_s16(hello), Speller("hello world"))
+    assert not [e for e in events if isinstance(e, CommitSearch)]
     assert {p.committed for p in partials(events)} == {""}
     assert "hello world" in {p.tentative for p in partials(events)}
     assert finals(events) == []
@@ -385,6 +399,37 @@ def test_with_lm_finals_partials_stay_tentative_and_the_final_is_left_to_decode(
         greedy.audio_ms,
         greedy.reason,
     )
+
+
+def test_with_lm_finals_early_commit_searches_settle_words_that_lead_the_final(
+    hello: np.ndarray,
+) -> None:
+    session = make_session(rescore_finals=True)
+    speller = Speller("hello big wide world")
+    events: list[SessionEvent] = []
+    for frame in frames(to_s16(hello), 640):
+        events += session.feed(frame)
+        while (request := session.next_request()) is not None:
+            for event in session.complete(request, speller(request)):
+                if isinstance(event, CommitSearch):  # answered at once, as a free thread would
+                    assert event.scores.shape[1] == len(VOCAB.tokens)
+                    event_words = session.beam_committed(event, beam_of(event.scores, VOCAB))
+                    events += event_words
+                else:
+                    events.append(event)
+    events += session.end()
+    while (request := session.next_request()) is not None:
+        events += session.complete(request, speller(request))
+    committed = [p.committed for p in partials(events) if p.committed]
+    assert committed and committed[-1].startswith("hello"), "words commit before the final"
+    [pending] = [e for e in events if isinstance(e, PendingFinal)]
+    assert pending.committed and " ".join(w.word for w in pending.committed) == committed[-1]
+    assert pending.context == tuple(committed[-1].split())
+    assert pending.cut > 0 and pending.scores.shape[0] == pending.frame_probs.size - pending.cut
+    final = pending.resolve(beam_of(pending.scores, VOCAB))
+    assert final.text == "hello big wide world"
+    assert [w.start_ms for w in final.words] == sorted(w.start_ms for w in final.words)
+    assert pending.greedy.text == "hello big wide world"
 
 
 # -- invariants on any stream -----------------------------------------------------------------
@@ -440,6 +485,12 @@ def wordy(model: LoadedModel, request: WindowRequest) -> np.ndarray:
     return logprobs
 
 
+def beam_of(scores: np.ndarray, vocab: CtcVocab) -> list[BeamWord]:
+    """An LM beam search stand-in: the best path's words with their frames."""
+    ids, probs = best_path(scores)
+    return [(w.text, w.start_frame, w.end_frame) for w in greedy_words(ids, probs, vocab)]
+
+
 def play(scenario: Scenario, clips: list[np.ndarray], model: LoadedModel) -> Run:
     parts = [silence(0.4)]
     for clip, pause in scenario.parts:
@@ -454,16 +505,27 @@ def play(scenario: Scenario, clips: list[np.ndarray], model: LoadedModel) -> Run
         rescore_finals=scenario.rescore,
     )
     events: list[SessionEvent] = []
+    searches: list[CommitSearch] = []
     failed = 0
+
+    def take(out: list[SessionEvent]) -> None:
+        searches.extend(e for e in out if isinstance(e, CommitSearch))
+        events.extend(e for e in out if not isinstance(e, CommitSearch))
 
     def pump() -> None:
         nonlocal failed
+        # Early-commit searches answer one pump late, as a decoder thread would: some
+        # after more windows, some after their utterance's final (then they are moot).
+        answered = list(searches)
+        searches.clear()
+        for search in answered:
+            take(session.beam_committed(search, beam_of(search.scores, model.vocab)))
         while (request := session.next_request()) is not None:
             if session.windows_requested - 1 in scenario.failures:
-                events.extend(session.fail(request, "boom"))
+                take(session.fail(request, "boom"))
                 failed += 1
             else:
-                events.extend(session.complete(request, wordy(model, request)))
+                take(session.complete(request, wordy(model, request)))
 
     for i, frame in enumerate(frames(pcm, 2 * RATE * scenario.frame_ms // 1000)):
         events.extend(session.feed(frame))
@@ -491,6 +553,10 @@ def test_the_streams_of_the_invariant_tests_commit_many_words_before_their_final
     run = play(plain, clips, tiny_model)
     counts = [len(e.committed.split()) for e in run.events if isinstance(e, Partial)]
     assert max(counts) >= 5 and len(set(counts)) >= 3
+    # With LM finals the words commit through the early-commit searches.
+    run = play(replace(plain, rescore=True), clips, tiny_model)
+    counts = [len(e.committed.split()) for e in run.events if isinstance(e, Partial)]
+    assert max(counts) >= 3 and len(set(counts)) >= 3
 
 
 @settings(max_examples=20, deadline=None)
@@ -509,9 +575,11 @@ def test_committed_text_never_shrinks_and_the_final_starts_with_it(
             committed[event.utterance_id] = words
         elif final is not None:
             before = committed.get(final.utterance_id, [])
-            assert final.text.split()[: len(before)] == before, "the final dropped committed words"
-        if scenario.rescore and isinstance(event, Partial):
-            assert event.committed == "", "with LM finals nothing commits before the final"
+            texts = [final.text]
+            if isinstance(event, PendingFinal):  # the LM's final and its greedy fallback
+                texts.append(event.resolve(beam_of(event.scores, tiny_model.vocab)).text)
+            for text in texts:
+                assert text.split()[: len(before)] == before, "the final dropped committed words"
 
 
 @settings(max_examples=20, deadline=None)

@@ -87,7 +87,7 @@ export class Transcript {
       p.tentative = words.slice(before);
     }
     if (words.length === 0) {
-      // A server with --lm commits nothing in partials; keep the text it sent.
+      // A partial without a word list: keep the text it sent.
       p.tentative = sanitize(msg.text).split(" ").filter(Boolean).map((w) => ({ word: w, conf: 1, committed: false }));
     }
     return { paragraph: p, newlyCommitted: p.committed.slice(before) };

@@ -1,0 +1,132 @@
+"""Words that commit before the final when finals come from an LM beam search.
+
+Greedy partials can commit a word as soon as its letters are in stable frames, but an LM
+final may respell any word, so with LM finals nothing could commit until the utterance
+ended (seconds, on long utterances). Here the undecided part of an utterance, from the
+``cut`` frame on, is beam-searched with the LM as it is spoken (about a millisecond per
+search for tiny-en); a word commits once the word after it starts in stable frames and
+two searches in a row settled it alike, and the cut moves to the start of the first word
+that did not. The final is then the committed words plus a beam search of the frames from
+the cut, continuing the LM from the committed words: committed text is a prefix of the
+final by construction. On out-of-domain sentences this costs about 2 % more word errors
+than one search over the whole utterance, and brings the median commit from 2.3 s to
+0.9 s after the word (:class:`CommitRule`; ``python -m benchmarks.early_commits``).
+
+Pure logic: the session asks for a :class:`CommitSearch`, the driver runs it off the event
+loop, and :meth:`BeamCommits.accept` takes the beam's words back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+BeamWord = tuple[str, int, int]  # text, first frame, frame after its last letter
+
+
+@dataclass(frozen=True)
+class CommitSearch:
+    """One beam search for early commits: ``scores`` are the utterance's frames from ``cut``
+    (the stable ones, then the current window's tentative ones)."""
+
+    utterance_id: int
+    cut: int
+    stable: int  # the utterance's stable frames when the search was asked for
+    scores: np.ndarray
+    context: tuple[str, ...]  # the committed words before ``cut``, for the LM
+
+
+@dataclass(frozen=True)
+class CommitRule:
+    """When a word of the beam commits.
+
+    A search is due once ``min_frames`` stable frames lie past the cut and the stable frames
+    grew by ``every_frames`` since the last search (12 frames: each default window). A word
+    settles when ``holdback`` more words follow it in the beam (the LM has judged it in
+    context) and the word after it starts in stable frames (no later window can change the
+    frames it was read from); with ``agree`` it commits once two searches in a row settled
+    it alike. The default measured best (``benchmarks.early_commits``, 75 out-of-domain
+    sentences): 1.7 % more word errors than committing at the final, median commit 0.9 s;
+    holdback 2 without agreement commits 0.2 s sooner for 4.2 % more, holdback 1 alone
+    0.2 s sooner for 5.9 % more.
+    """
+
+    holdback: int = 1
+    agree: bool = True
+    min_frames: int = 12
+    every_frames: int = 12
+
+    def __post_init__(self) -> None:
+        if self.holdback < 1:
+            raise ValueError("holdback must be at least 1: the beam's last word may go on")
+
+    @property
+    def label(self) -> str:
+        return f"holdback {self.holdback}" + (", agree" if self.agree else "")
+
+
+class BeamCommits:
+    """The LM-committed words of one utterance and where its undecided frames begin; one
+    search is in flight at a time."""
+
+    def __init__(self, rule: CommitRule | None = None) -> None:
+        self.rule = rule or CommitRule()
+        self.cut = 0
+        self.words: list[BeamWord] = []  # committed, with utterance frames
+        self.in_flight = False
+        self._searched_at = 0  # stable frames at the last search
+        self._candidates: list[str] = []  # the last search's settled words (agree)
+
+    @property
+    def context(self) -> tuple[str, ...]:
+        return tuple(word for word, _, _ in self.words)
+
+    def due(self, stable: int) -> bool:
+        return (
+            not self.in_flight
+            and stable - self.cut >= self.rule.min_frames
+            and stable - self._searched_at >= self.rule.every_frames
+        )
+
+    def search(
+        self, utterance_id: int, stable: int, scores: np.ndarray, tentative: np.ndarray
+    ) -> CommitSearch:
+        """The search over ``scores`` (all stable frames) from the cut, then ``tentative``."""
+        self.in_flight = True
+        self._searched_at = stable
+        frames = np.concatenate([scores[self.cut : stable], tentative])
+        return CommitSearch(utterance_id, self.cut, stable, frames, self.context)
+
+    def failed(self) -> None:
+        """The search did not run (decoder busy or failed): a later one may."""
+        self.in_flight = False
+
+    def accept(self, search: CommitSearch, beam: list[BeamWord]) -> list[BeamWord]:
+        """Commit the settled words of ``search``'s beam; returns them (utterance frames)."""
+        self.in_flight = False
+        if search.cut != self.cut:
+            return []  # the cut moved since (not expected: one search at a time)
+        stable = search.stable - search.cut
+        settled = 0
+        for i in range(len(beam) - self.rule.holdback):
+            if beam[i + 1][1] >= stable:
+                break
+            settled = i + 1
+        if self.rule.agree:  # commit only what the previous search settled too
+            candidates = [word for word, _, _ in beam[:settled]]
+            same = 0
+            for mine, theirs in zip(candidates, self._candidates):
+                if mine != theirs:
+                    break
+                same += 1
+            self._candidates = candidates
+            settled = same
+        if not settled:
+            return []
+        if self.rule.agree:
+            self._candidates = self._candidates[settled:]
+        new = [(word, start + self.cut, end + self.cut) for word, start, end in beam[:settled]]
+        self.words.extend(new)
+        self.cut += beam[settled][1]
+        return new

@@ -1,0 +1,91 @@
+"""Early commits with LM finals (streaming.beam_commit), as pure logic: fed beams by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from streaming.beam_commit import BeamCommits, CommitRule
+
+VOCAB_SIZE = 5
+
+
+def scores(frames: int, fill: float = 0.0) -> np.ndarray:
+    return np.full((frames, VOCAB_SIZE), fill, dtype=np.float32)
+
+
+def test_a_search_is_due_after_enough_new_stable_frames_and_only_one_at_a_time() -> None:
+    beam = BeamCommits(CommitRule(min_frames=20, every_frames=10))
+    assert not beam.due(19)
+    assert beam.due(20)
+    beam.search(0, 20, scores(20), scores(5))
+    assert not beam.due(40), "one search in flight at a time"
+    beam.failed()
+    assert not beam.due(29), "the stable frames grew too little since the last search"
+    assert beam.due(30)
+
+
+def test_the_search_reads_from_the_cut_then_the_tentative_frames_with_the_words_before() -> None:
+    beam = BeamCommits(CommitRule(min_frames=10, every_frames=10, holdback=1, agree=False))
+    stable = np.arange(60 * VOCAB_SIZE, dtype=np.float32).reshape(60, VOCAB_SIZE)
+    first = beam.search(7, 40, stable, scores(6, -1.0))
+    assert (first.utterance_id, first.cut, first.stable, first.context) == (7, 0, 40, ())
+    assert first.scores.shape == (46, VOCAB_SIZE)
+    assert beam.accept(first, [("one", 2, 8), ("two", 12, 20), ("three", 30, 44)])
+    second = beam.search(7, 60, stable, scores(6, -1.0))
+    assert (second.cut, second.context) == (30, ("one", "two"))
+    np.testing.assert_array_equal(second.scores[:30], stable[30:60])
+    np.testing.assert_array_equal(second.scores[30:], scores(6, -1.0))
+
+
+def test_words_commit_with_holdback_words_after_them_and_the_next_one_starting_stable() -> None:
+    beam = BeamCommits(CommitRule(min_frames=10, every_frames=10, holdback=2, agree=False))
+    search = beam.search(0, 50, scores(50), scores(12))
+    words = [("a", 0, 5), ("b", 8, 15), ("c", 20, 30), ("d", 33, 45), ("e", 48, 60)]
+    # "c" would need "d" and "e" after it, and "d" starts stable: a, b, c commit; not d.
+    committed = beam.accept(search, words)
+    assert committed == [("a", 0, 5), ("b", 8, 15), ("c", 20, 30)]
+    assert beam.cut == 33, "the cut is where the first open word starts"
+    assert beam.context == ("a", "b", "c")
+
+
+def test_a_word_whose_successor_starts_in_tentative_frames_stays_open() -> None:
+    beam = BeamCommits(CommitRule(min_frames=10, every_frames=10, holdback=1, agree=False))
+    search = beam.search(0, 30, scores(30), scores(20))
+    assert beam.accept(search, [("a", 0, 10), ("b", 12, 29), ("c", 31, 45)]) == [("a", 0, 10)]
+    assert beam.cut == 12, "b's successor starts past the stable frames"
+
+
+def test_frames_of_a_later_search_are_counted_from_its_cut() -> None:
+    beam = BeamCommits(CommitRule(min_frames=10, every_frames=10, holdback=1, agree=False))
+    beam.accept(beam.search(0, 30, scores(30), scores(5)), [("a", 0, 8), ("b", 10, 25)])
+    assert beam.cut == 10
+    later = beam.search(0, 60, scores(60), scores(5))
+    assert beam.accept(later, [("b", 0, 15), ("c", 20, 30), ("d", 35, 52)]) == [
+        ("b", 10, 25),
+        ("c", 30, 40),
+    ]
+    assert beam.cut == 45 and beam.words == [("a", 0, 8), ("b", 10, 25), ("c", 30, 40)]
+
+
+def test_a_beam_too_short_to_settle_anything_commits_nothing_and_keeps_the_cut() -> None:
+    beam = BeamCommits(CommitRule(min_frames=10, every_frames=10, holdback=2, agree=False))
+    search = beam.search(0, 40, scores(40), scores(5))
+    assert beam.accept(search, [("a", 0, 10), ("b", 15, 38)]) == []
+    assert beam.accept(beam.search(0, 50, scores(50), scores(5)), []) == []
+    assert (beam.cut, beam.words, beam.in_flight) == (0, [], False)
+
+
+def test_with_agreement_only_words_two_searches_settled_alike_commit() -> None:
+    beam = BeamCommits(CommitRule(min_frames=10, every_frames=10, holdback=1, agree=True))
+    first = beam.search(0, 40, scores(40), scores(5))
+    assert beam.accept(first, [("a", 0, 5), ("bee", 8, 15), ("c", 20, 30)]) == []
+    second = beam.search(0, 50, scores(50), scores(5))
+    committed = beam.accept(second, [("a", 0, 5), ("be", 8, 15), ("c", 20, 30), ("d", 32, 48)])
+    assert committed == [("a", 0, 5)], "bee/be disagree: only a is settled twice"
+    assert beam.cut == 8
+
+
+def test_a_holdback_under_one_word_is_refused() -> None:
+    with pytest.raises(ValueError, match="holdback"):
+        CommitRule(holdback=0)
