@@ -29,6 +29,9 @@ class SimulatedRun:
     model_seconds: float
     windows: int
     audio_s: float
+    searches: int = 0  # early-commit beam searches
+    search_s: float = 0.0  # their decoding time
+    final_decode_s: float = 0.0  # the finals' beam searches
 
     @property
     def transcript(self) -> str:
@@ -44,7 +47,9 @@ def simulate_session(
     chunk_ms: int = 100,
     compute: str = "measured",
     tolerance_ms: float = 100.0,
-    rescore: Callable[[np.ndarray], list[tuple[str, int, int]]] | None = None,
+    rescore: Callable[..., list[tuple[str, int, int]]] | None = None,
+    early_commits: bool = True,
+    commit_rule: Any = None,
 ) -> SimulatedRun:
     """Feed ``audio`` (float32, 16 kHz) to a Session in ``chunk_ms`` pieces, run each due
     window at once with ``model.infer`` and time-stamp every event in simulated time.
@@ -53,9 +58,13 @@ def simulate_session(
 
     ``compute="measured"`` adds each window's measured model time to the clock;
     ``"zero"`` gives the algorithmic latency alone. ``rescore`` (an LM decoder's
-    ``decode_words``) decodes the finals as the server's ``--lm`` does.
+    ``decode_words``) decodes the finals, and with ``early_commits`` the early-commit
+    searches (by ``commit_rule``, a ``streaming.beam_commit.CommitRule``; None: the
+    server's), as the server's ``--lm`` does; each search runs at once, and with
+    ``"measured"`` its time goes on the clock too.
     """
     from client.latency import LatencyTracker, SendLog
+    from streaming.beam_commit import CommitSearch
     from streaming.codecs.native_format import event_message
     from streaming.config import EngineConfig, VadConfig
     from streaming.engine import reuses_features
@@ -66,7 +75,13 @@ def simulate_session(
     cache = FeatureCache() if reuses_features(EngineConfig(), model.device, framewise) else None
 
     session = Session(
-        model.vocab, model.geometry, vad or VadConfig(), window, rescore_finals=rescore is not None
+        model.vocab,
+        model.geometry,
+        vad or VadConfig(),
+        window,
+        rescore_finals=rescore is not None,
+        early_commits=early_commits,
+        commit_rule=commit_rule,
     )
     pcm = np.clip(np.round(audio * 32768.0), -32768, 32767).astype("<i2")
     step = SAMPLE_RATE * chunk_ms // 1000
@@ -77,15 +92,29 @@ def simulate_session(
     clock = 0.0
     model_s = 0.0
     windows = 0
+    searches = 0
+    search_s = final_s = 0.0
 
-    def emit(events: Sequence[Any]) -> None:
+    def emit(events: Sequence[Any], delay: float = 0.0) -> None:
+        nonlocal searches, search_s, final_s
         for event in events:
+            if isinstance(event, CommitSearch):  # the server runs it beside the windows
+                assert rescore is not None
+                began = time.perf_counter()
+                words = rescore(event.scores, context=event.context)
+                spent = time.perf_counter() - began
+                searches += 1
+                search_s += spent
+                emit(session.beam_committed(event, words), delay + (compute == "measured") * spent)
+                continue
             if isinstance(event, PendingFinal):
                 assert rescore is not None
-                event = event.resolve(rescore(event.scores))
+                began = time.perf_counter()
+                event = event.resolve(rescore(event.scores, context=event.context))
+                final_s += time.perf_counter() - began
             msg = event_message(event)
-            messages.append((clock, msg))
-            tracker.on_message(msg, clock)
+            messages.append((clock + delay, msg))
+            tracker.on_message(msg, clock + delay)
             if msg["type"] == "final":
                 finals.append(msg)
 
@@ -113,4 +142,14 @@ def simulate_session(
         drain()
     emit(session.end())
     drain()
-    return SimulatedRun(finals, messages, tracker, model_s, windows, len(pcm) / SAMPLE_RATE)
+    return SimulatedRun(
+        finals,
+        messages,
+        tracker,
+        model_s,
+        windows,
+        len(pcm) / SAMPLE_RATE,
+        searches,
+        search_s,
+        final_s,
+    )
