@@ -49,7 +49,7 @@ def rules(default_only: bool) -> list[Any]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from streaming.config import WindowConfig
+    from streaming.config import LmConfig, WindowConfig
     from streaming.lm import LMDecoder
 
     info = machine.machine_info("cpu")
@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "utterances": len(utterances),
         "voices": sorted({u.voice for u in utterances}),
         "speech_s": round(speech_s, 1),
-        "lm": {"alpha": lm._alpha, "beam_width": lm.beam_width},
+        "lm": {"alpha": LmConfig.alpha, "beta": LmConfig.beta, "beam_width": lm.beam_width},
         "rows": rows,
     }
 
