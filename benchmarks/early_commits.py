@@ -10,8 +10,8 @@ each window's and each search's measured time on the clock, one stream alone):
 - **greedy**: ``--lm none``: greedy finals, words commit as their letters become stable;
 - **LM, commit at final**: ``--no-early-commits``: LM finals, nothing commits before them;
 - **LM, early commits**: the default rule (``streaming.beam_commit.CommitRule``: a word
-  commits once the next one starts in stable frames and two searches in a row read it
-  alike), then the other rules tried (``--default-only`` skips them).
+  commits once the next one starts in stable frames and the search before read it alike),
+  then the other rules tried (``--default-only`` skips them).
 
 Per system: WER of the finals, commit latency (word spoken → committed), partial latency,
 final latency, and the beam-search CPU time per second of speech (searches and finals).
@@ -43,8 +43,12 @@ def rules(default_only: bool) -> list[Any]:
     """The server's commit rule first, then the others tried."""
     from streaming.beam_commit import CommitRule
 
-    tried = [CommitRule(holdback=2, agree=False), CommitRule(holdback=1, agree=False),
-             CommitRule(holdback=2, agree=True)]  # fmt: skip
+    tried = [
+        CommitRule(agree="settled"),
+        CommitRule(agree="none"),
+        CommitRule(holdback=2, agree="none"),
+        CommitRule(holdback=2, agree="read"),
+    ]
     return [CommitRule()] + ([] if default_only else tried)
 
 

@@ -5,12 +5,12 @@ final may respell any word, so with LM finals nothing could commit until the utt
 ended (seconds, on long utterances). Here the undecided part of an utterance, from the
 ``cut`` frame on, is beam-searched with the LM as it is spoken (about a millisecond per
 search for tiny-en); a word commits once the word after it starts in stable frames and
-two searches in a row settled it alike, and the cut moves to the start of the first word
-that did not. The final is then the committed words plus a beam search of the frames from
-the cut, continuing the LM from the committed words: committed text is a prefix of the
-final by construction. On out-of-domain sentences this costs about 2 % more word errors
-than one search over the whole utterance, and brings the median commit from 2.3 s to
-0.9 s after the word (:class:`CommitRule`; ``python -m benchmarks.early_commits``).
+the search before read it alike, and the cut moves to the start of the first word that did
+not. The final is then the committed words plus a beam search of the frames from the cut,
+continuing the LM from the committed words: committed text is a prefix of the final by
+construction. On out-of-domain sentences this costs about 1.4 % more word errors than one
+search over the whole utterance, and brings the commit p50 / p95 from 2.3 / 4.8 s to
+0.72 / 0.93 s after the word (:class:`CommitRule`; ``python -m benchmarks.early_commits``).
 
 Pure logic: the session asks for a :class:`CommitSearch`, the driver runs it off the event
 loop, and :meth:`BeamCommits.accept` takes the beam's words back.
@@ -19,10 +19,13 @@ loop, and :meth:`BeamCommits.accept` takes the beam's words back.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import numpy as np
 
 BeamWord = tuple[str, int, int]  # text, first frame, frame after its last letter
+Agreement = Literal["none", "read", "settled"]
+AGREEMENTS: tuple[Agreement, ...] = get_args(Agreement)
 
 
 @dataclass(frozen=True)
@@ -45,25 +48,30 @@ class CommitRule:
     grew by ``every_frames`` since the last search (12 frames: each default window). A word
     settles when ``holdback`` more words follow it in the beam (the LM has judged it in
     context) and the word after it starts in stable frames (no later window can change the
-    frames it was read from); with ``agree`` it commits once two searches in a row settled
-    it alike. The default measured best (``benchmarks.early_commits``, 75 out-of-domain
-    sentences): 1.7 % more word errors than committing at the final, median commit 0.9 s;
-    holdback 2 without agreement commits 0.2 s sooner for 4.2 % more, holdback 1 alone
-    0.2 s sooner for 5.9 % more.
+    frames it was read from). ``agree`` then asks a second opinion of the search before:
+    ``"read"`` commits a settled word once the previous search read it alike, settled or
+    not; ``"settled"`` waits until the previous search had settled it too (a window later);
+    ``"none"`` commits at once. Measured on 75 out-of-domain sentences
+    (``benchmarks.early_commits``): the default (holdback 1, ``"read"``) has the word errors
+    of ``"settled"`` (0.290 vs 0.291; 0.286 committing at the final) at commit p50 / p95
+    0.72 / 0.93 s instead of 0.92 / 1.13 s; ``"none"`` is as fast for 4 % more errors;
+    holdback 2 with ``"read"`` has the final's 0.286 but a p95 of 1.13 s.
     """
 
     holdback: int = 1
-    agree: bool = True
+    agree: Agreement = "read"
     min_frames: int = 12
     every_frames: int = 12
 
     def __post_init__(self) -> None:
         if self.holdback < 1:
             raise ValueError("holdback must be at least 1: the beam's last word may go on")
+        if self.agree not in AGREEMENTS:
+            raise ValueError(f"agree must be one of {', '.join(AGREEMENTS)}, not {self.agree!r}")
 
     @property
     def label(self) -> str:
-        return f"holdback {self.holdback}" + (", agree" if self.agree else "")
+        return f"holdback {self.holdback}, agree {self.agree}"
 
 
 class BeamCommits:
@@ -76,7 +84,7 @@ class BeamCommits:
         self.words: list[BeamWord] = []  # committed, with utterance frames
         self.in_flight = False
         self._searched_at = 0  # stable frames at the last search
-        self._candidates: list[str] = []  # the last search's settled words (agree)
+        self._previous: list[str] = []  # the last search's words, for ``agree``
 
     @property
     def context(self) -> tuple[str, ...]:
@@ -113,19 +121,18 @@ class BeamCommits:
             if beam[i + 1][1] >= stable:
                 break
             settled = i + 1
-        if self.rule.agree:  # commit only what the previous search settled too
-            candidates = [word for word, _, _ in beam[:settled]]
+        if self.rule.agree != "none":  # commit only what the previous search agrees with
+            mine = [word for word, _, _ in beam]
             same = 0
-            for mine, theirs in zip(candidates, self._candidates):
-                if mine != theirs:
+            for word, theirs in zip(mine[:settled], self._previous):
+                if word != theirs:
                     break
                 same += 1
-            self._candidates = candidates
+            self._previous = mine if self.rule.agree == "read" else mine[:settled]
             settled = same
+            self._previous = self._previous[settled:]
         if not settled:
             return []
-        if self.rule.agree:
-            self._candidates = self._candidates[settled:]
         new = [(word, start + self.cut, end + self.cut) for word, start, end in beam[:settled]]
         self.words.extend(new)
         self.cut += beam[settled][1]

@@ -26,7 +26,7 @@ def test_a_search_is_due_after_enough_new_stable_frames_and_only_one_at_a_time()
 
 
 def test_the_search_reads_from_the_cut_then_the_tentative_frames_with_the_words_before() -> None:
-    beam = BeamCommits(CommitRule(min_frames=10, every_frames=10, holdback=1, agree=False))
+    beam = BeamCommits(CommitRule(min_frames=10, every_frames=10, holdback=1, agree="none"))
     stable = np.arange(60 * VOCAB_SIZE, dtype=np.float32).reshape(60, VOCAB_SIZE)
     first = beam.search(7, 40, stable, scores(6, -1.0))
     assert (first.utterance_id, first.cut, first.stable, first.context) == (7, 0, 40, ())
@@ -39,7 +39,7 @@ def test_the_search_reads_from_the_cut_then_the_tentative_frames_with_the_words_
 
 
 def test_words_commit_with_holdback_words_after_them_and_the_next_one_starting_stable() -> None:
-    beam = BeamCommits(CommitRule(min_frames=10, every_frames=10, holdback=2, agree=False))
+    beam = BeamCommits(CommitRule(min_frames=10, every_frames=10, holdback=2, agree="none"))
     search = beam.search(0, 50, scores(50), scores(12))
     words = [("a", 0, 5), ("b", 8, 15), ("c", 20, 30), ("d", 33, 45), ("e", 48, 60)]
     # "c" would need "d" and "e" after it, and "d" starts stable: a, b, c commit; not d.
@@ -50,14 +50,14 @@ def test_words_commit_with_holdback_words_after_them_and_the_next_one_starting_s
 
 
 def test_a_word_whose_successor_starts_in_tentative_frames_stays_open() -> None:
-    beam = BeamCommits(CommitRule(min_frames=10, every_frames=10, holdback=1, agree=False))
+    beam = BeamCommits(CommitRule(min_frames=10, every_frames=10, holdback=1, agree="none"))
     search = beam.search(0, 30, scores(30), scores(20))
     assert beam.accept(search, [("a", 0, 10), ("b", 12, 29), ("c", 31, 45)]) == [("a", 0, 10)]
     assert beam.cut == 12, "b's successor starts past the stable frames"
 
 
 def test_frames_of_a_later_search_are_counted_from_its_cut() -> None:
-    beam = BeamCommits(CommitRule(min_frames=10, every_frames=10, holdback=1, agree=False))
+    beam = BeamCommits(CommitRule(min_frames=10, every_frames=10, holdback=1, agree="none"))
     beam.accept(beam.search(0, 30, scores(30), scores(5)), [("a", 0, 8), ("b", 10, 25)])
     assert beam.cut == 10
     later = beam.search(0, 60, scores(60), scores(5))
@@ -69,15 +69,15 @@ def test_frames_of_a_later_search_are_counted_from_its_cut() -> None:
 
 
 def test_a_beam_too_short_to_settle_anything_commits_nothing_and_keeps_the_cut() -> None:
-    beam = BeamCommits(CommitRule(min_frames=10, every_frames=10, holdback=2, agree=False))
+    beam = BeamCommits(CommitRule(min_frames=10, every_frames=10, holdback=2, agree="none"))
     search = beam.search(0, 40, scores(40), scores(5))
     assert beam.accept(search, [("a", 0, 10), ("b", 15, 38)]) == []
     assert beam.accept(beam.search(0, 50, scores(50), scores(5)), []) == []
     assert (beam.cut, beam.words, beam.in_flight) == (0, [], False)
 
 
-def test_with_agreement_only_words_two_searches_settled_alike_commit() -> None:
-    beam = BeamCommits(CommitRule(min_frames=10, every_frames=10, holdback=1, agree=True))
+def test_settled_agreement_commits_only_words_two_searches_settled_alike() -> None:
+    beam = BeamCommits(CommitRule(min_frames=10, every_frames=10, holdback=1, agree="settled"))
     first = beam.search(0, 40, scores(40), scores(5))
     assert beam.accept(first, [("a", 0, 5), ("bee", 8, 15), ("c", 20, 30)]) == []
     second = beam.search(0, 50, scores(50), scores(5))
@@ -86,6 +86,43 @@ def test_with_agreement_only_words_two_searches_settled_alike_commit() -> None:
     assert beam.cut == 8
 
 
+def test_settled_agreement_ignores_words_the_previous_search_read_but_had_not_settled() -> None:
+    beam = BeamCommits(CommitRule(min_frames=10, every_frames=10, holdback=1, agree="settled"))
+    first = beam.search(0, 20, scores(20), scores(20))  # b starts in stable frames, c not
+    assert beam.accept(first, [("a", 0, 5), ("b", 10, 18), ("c", 25, 35)]) == []
+    second = beam.search(0, 40, scores(40), scores(5))
+    committed = beam.accept(second, [("a", 0, 5), ("b", 10, 18), ("c", 25, 35), ("d", 42, 48)])
+    assert committed == [("a", 0, 5)], "b was read before but settled only now"
+
+
+def test_read_agreement_commits_a_settled_word_the_previous_search_read_alike() -> None:
+    beam = BeamCommits(CommitRule(min_frames=10, every_frames=10, holdback=1, agree="read"))
+    first = beam.search(0, 20, scores(20), scores(20))  # c is read from tentative frames
+    assert beam.accept(first, [("a", 0, 5), ("bee", 10, 18), ("c", 25, 35)]) == []
+    second = beam.search(0, 40, scores(40), scores(5))
+    committed = beam.accept(second, [("a", 0, 5), ("bee", 10, 18), ("c", 25, 35), ("d", 42, 48)])
+    assert committed == [("a", 0, 5), ("bee", 10, 18)], "read alike, settled now: both commit"
+    assert beam.cut == 25
+    third = beam.search(0, 60, scores(60), scores(5))
+    assert beam.accept(third, [("see", 0, 10), ("d", 13, 19), ("e", 25, 34)]) == [], "c/see"
+    fourth = beam.search(0, 70, scores(70), scores(5))
+    assert beam.accept(fourth, [("see", 0, 10), ("d", 13, 19), ("e", 25, 34)]) == [
+        ("see", 25, 35),
+        ("d", 38, 44),
+    ]
+    assert beam.cut == 50
+
+
+def test_the_default_rule_asks_the_previous_search_to_read_a_word_alike() -> None:
+    assert (CommitRule().holdback, CommitRule().agree) == (1, "read")
+    assert CommitRule().label == "holdback 1, agree read"
+
+
 def test_a_holdback_under_one_word_is_refused() -> None:
     with pytest.raises(ValueError, match="holdback"):
         CommitRule(holdback=0)
+
+
+def test_an_unknown_agreement_is_refused() -> None:
+    with pytest.raises(ValueError, match="agree must be one of none, read, settled"):
+        CommitRule(agree="twice")  # type: ignore[arg-type]
