@@ -15,6 +15,8 @@ each window's and each search's measured time on the clock, one stream alone):
 
 Per system: WER of the finals, commit latency (word spoken → committed), partial latency,
 final latency, and the beam-search CPU time per second of speech (searches and finals).
+Beside them, the same model and LM over each whole utterance at once (offline: one model
+call, one beam search), the yardstick of the streaming finals' word errors.
 Sentences: the out-of-domain sets read by the training voices (``benchmarks.oodset``;
 ``python -m training.ood`` renders them on first use), each padded with 0.5 s before and
 1 s after.
@@ -126,6 +128,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for r in rows
     ]
     reporting.print_table(table, list(table[0]), "early commits (latencies in ms)")
+    offline = scoring.error_rates(
+        [(u.text, lm.decode(model.infer(a[None, :])[0])) for u, a in zip(utterances, audios)]
+    ).to_json()
+    print(
+        f"offline (whole utterance + LM): WER {offline['wer']:.3f}; streaming finals "
+        + ", ".join(f"{r['system']} {r['wer'] / offline['wer']:.3f} ×" for r in rows[1:3])
+    )
     return {
         **reporting.result_header(args, info, bench),
         "dtype": model.dtype,
@@ -134,6 +143,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "speech_s": round(speech_s, 1),
         "lm": {"alpha": LmConfig.alpha, "beta": LmConfig.beta, "beam_width": lm.beam_width},
         "rows": rows,
+        "offline_lm": offline,
     }
 
 
@@ -146,6 +156,10 @@ def plot(data: dict[str, Any], name: str, slug: str, results_dir: Any = None) ->
     colors = ["tab:gray", "tab:green"] + ["tab:blue"] * (len(rows) - 2)
     left.bar(xs, [r["wer"] for r in rows], color=colors)
     left.set_xticks(list(xs), names, fontsize=7, rotation=20, ha="right")
+    if data.get("offline_lm"):
+        left.axhline(data["offline_lm"]["wer"], color="black", ls="--", lw=1,
+                     label="whole utterance + LM (offline)")  # fmt: skip
+        left.legend(fontsize=8, loc="lower right")
     left.set_ylabel("WER of the finals")
     left.set_ylim(bottom=0)
     left.grid(alpha=0.3, axis="y")
