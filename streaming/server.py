@@ -28,6 +28,7 @@ from websockets.http11 import Request, Response
 from .admission import Admission, Decision
 from .codecs.base import HttpReply
 from .config import ServerConfig
+from .cpu import usable_cores, workers_hint
 from .endpoint import Endpoint, StreamContext
 from .engine import Engine
 from .engines import LOCAL, build_engine, shared_engine_url
@@ -100,6 +101,10 @@ class Server:
         the configured host and port."""
         await self._start_engine()
         assert self.info is not None
+        if self.engine_address is None and self.config.inference == LOCAL:
+            cores, workers = usable_cores(), self.config.workers
+            if hint := workers_hint(cores, device=self.info.device, workers=workers):
+                log.info(hint)
         if self.rescorer is None:  # LM finals by default; a beam search for hotwords
             source = resolve_model(self.config.model.name)
             self.rescorer = await asyncio.to_thread(

@@ -9,13 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import server_config
 
 from streaming import settings
 from streaming.__main__ import build_parser, config_from_args
-from streaming.config import SETTING_GROUPS, ModelConfig, ServerConfig, setting
-from streaming.cpu import cpu_flags, native_bf16
+from streaming.config import SETTING_GROUPS, LmConfig, ModelConfig, ServerConfig, setting
+from streaming.cpu import cpu_flags, native_bf16, usable_cores, workers_hint
 from streaming.errors import ModelLoadError
 from streaming.model import load_model, pick_dtype, resolve_model
+from streaming.server import Server
 from streaming.settings import DeclaredSetting, declared_settings
 
 
@@ -283,6 +285,26 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path: Path) -> None:
     assert cpu_flags(info) == frozenset({"fpu", "sse", "avx512_bf16"})
     assert cpu_flags(tmp_path / "missing") == frozenset()
     assert native_bf16(cpu_flags(info)) == "avx512_bf16"
+
+
+def test_a_single_cpu_process_with_cores_to_spare_is_told_how_to_use_them() -> None:
+    hint = workers_hint(4, device="cpu", workers=1)
+    assert hint is not None and "--workers 4 --threads 1" in hint and "4 cores" in hint
+    assert workers_hint(1, device="cpu", workers=1) is None, "one core: nothing to spread"
+    assert workers_hint(4, device="cpu", workers=4) is None, "already several processes"
+    assert workers_hint(4, device="cuda:0", workers=1) is None, "the GPU runs the model"
+    assert usable_cores() >= 1
+
+
+async def test_the_server_logs_the_workers_hint_at_start_on_this_cpu(
+    tiny_model_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = server_config(tiny_model_dir, lm=LmConfig(path="none"))
+    with caplog.at_level("INFO", logger="streaming.server"):
+        async with Server(config.replace(model=ModelConfig(str(tiny_model_dir), device="cpu"))):
+            pass
+    expected = workers_hint(usable_cores(), device="cpu", workers=1)
+    assert (expected in caplog.text) if expected else ("--workers" not in caplog.text)
 
 
 def test_load_log_says_why_auto_chose_its_dtype(
