@@ -334,8 +334,8 @@ class LmConfig:
         "requires that file; --lm PATH names an ARPA file; --lm none turns LM finals off "
         "(default: auto)",
     )
-    alpha: float = setting(0.7, flag="--lm-alpha", help="LM weight")
-    beta: float = setting(2.0, flag="--lm-beta", help="word bonus")
+    alpha: float = setting(0.5, flag="--lm-alpha", help="LM weight")
+    beta: float = setting(0.5, flag="--lm-beta", help="word bonus")
     beam_width: int = setting(32, flag="--lm-beam-width", help="beam width")
     threads: int = setting(1, flag="--lm-threads", help="threads decoding finals")
     early_commits: bool = setting(
@@ -343,7 +343,8 @@ class LmConfig:
         flag="--no-early-commits",
         help="with LM finals, commit no word before its utterance's final (by default "
         "beam searches of the spoken part commit the words they settle, when a decoder "
-        "thread is free: words commit about 1.4 s sooner, for about 2 percent more word errors)",
+        "thread is free: on the out-of-domain benchmark words commit 1.6 s sooner at the median, "
+        "for the same word errors)",
     )
 
     @property
