@@ -451,13 +451,21 @@ async def test_early_commit_searches_commit_words_that_lead_the_final(
     assert any(context for context in decoder.contexts), "later searches continue the LM"
 
 
-async def test_early_commit_searches_wait_for_a_free_decoder_thread_rather_than_queue(
-    build: Build, long_sentence: bytes
-) -> None:
+def gated_searches(
+    build: Build,
+) -> tuple[SpreadDecoder, FinalRescorer, SessionDriver, list[Event]]:
+    """A driver with early commits whose decoder holds every search until its gate opens."""
     decoder = SpreadDecoder()
     decoder.gate.clear()
     rescorer = FinalRescorer(decoder)
     driver, events = build(HeldEngine(hold=False), rescorer=rescorer, early_commits=True)
+    return decoder, rescorer, driver, events
+
+
+async def test_early_commit_searches_wait_for_a_free_decoder_thread_rather_than_queue(
+    build: Build, long_sentence: bytes
+) -> None:
+    decoder, rescorer, driver, events = gated_searches(build)
     try:
         split = len(long_sentence) * 3 // 8 * 2
         await feed_live(driver, long_sentence[:split])
@@ -492,10 +500,7 @@ async def test_failing_early_commit_searches_leave_words_tentative_and_the_final
 async def test_aclose_with_an_early_commit_search_in_flight_leaves_no_task(
     build: Build, long_sentence: bytes
 ) -> None:
-    decoder = SpreadDecoder()
-    decoder.gate.clear()
-    rescorer = FinalRescorer(decoder)
-    driver, events = build(HeldEngine(hold=False), rescorer=rescorer, early_commits=True)
+    decoder, rescorer, driver, events = gated_searches(build)
     try:
         await feed_live(driver, long_sentence[: len(long_sentence) // 4 * 2])
         await settle()
