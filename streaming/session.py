@@ -400,6 +400,7 @@ class Session:
                     self._planner,
                     Stabilizer(self.vocab, commit_early=not self.rescore_finals),
                     keep_scores=self.rescore_finals,
+                    whole_final=self.rescore_finals and not self.early_commits,
                     before=self._context_before(event.at),
                     opened=event.opened if event.opened >= 0 else event.at,
                     replay_windows=replayed.windows if replayed is not None and same else (),
@@ -434,7 +435,7 @@ class Session:
                 events.append(
                     PendingFinal(
                         final,
-                        utterance.scores()[cut:],
+                        utterance.final_scores(cut),
                         utterance.frame_probs,
                         utterance.start_sample,
                         self.geometry.stride,

@@ -87,6 +87,7 @@ class Utterance:
         stabilizer: Stabilizer,
         *,
         keep_scores: bool = False,
+        whole_final: bool = False,
         before: np.ndarray | None = None,
         opened: int | None = None,
         replay_windows: tuple[int, ...] = (),
@@ -110,6 +111,10 @@ class Utterance:
         self._ids = np.zeros(0, dtype=np.int32)
         self._probs = np.zeros(0, dtype=np.float32)
         self._scores: list[np.ndarray] | None = [] if keep_scores else None
+        # The last window reads the whole utterance; its view of every frame is what the LM
+        # final searches (stitched frames had only the windows' right context).
+        self._whole_final = whole_final
+        self._whole_scores: np.ndarray | None = None
         self._tentative_scores = np.zeros((0, 0), dtype=np.float32)
         self._tentative_ids = np.zeros(0, dtype=np.int32)
         self._tentative_probs = np.zeros(0, dtype=np.float32)
@@ -126,7 +131,9 @@ class Utterance:
         """Closed and every frame decoded: ready for its final."""
         return (
             self.closed
-            and self._planner.next(self.stable_frames, len(self.audio), True, self.before.size)
+            and self._planner.next(
+                self.stable_frames, len(self.audio), True, self.before.size, self._whole_final
+            )
             is None
         )
 
@@ -149,8 +156,9 @@ class Utterance:
             return None  # waiting for the audio of the next replayed window
         if plan is None:
             plan = self._planner.next(
-                self.stable_frames, len(self.audio), self.closed, self.before.size
-            )
+                self.stable_frames, len(self.audio), self.closed, self.before.size,
+                self._whole_final,
+            )  # fmt: skip
         if plan is None:
             return None
         key = FeatureKey(self._feature_stream, plan.start, last=plan.final)
@@ -192,6 +200,8 @@ class Utterance:
         if self._scores is not None:
             self._scores.append(logprobs[keep])
             self._tentative_scores = logprobs[tail] if not plan.final else logprobs[:0]
+            if plan.final and self._whole_final and offset <= 0:
+                self._whole_scores = logprobs[-offset : plan.keep_to - offset]
         self._tentative_ids = ids[tail] if not plan.final else ids[:0]
         self._tentative_probs = probs[tail] if not plan.final else probs[:0]
         return self._stabilizer.update(
@@ -214,6 +224,13 @@ class Utterance:
         if not self._scores:
             return np.zeros((0, 0), dtype=np.float32)
         return np.concatenate(self._scores)
+
+    def final_scores(self, cut: int) -> np.ndarray:
+        """The (frames, vocab) log-probabilities the LM final searches, from frame ``cut``:
+        the last window's whole-utterance view where it read one, else the stitched frames."""
+        if self._whole_scores is not None:
+            return self._whole_scores[cut:]
+        return self.scores()[cut:]
 
     @property
     def tentative_scores(self) -> np.ndarray:

@@ -58,12 +58,19 @@ class WindowPlanner:
         return self.left + self.chunk + self.right
 
     def next(
-        self, stable_frames: int, available: int, closed: bool, before: int = 0
+        self,
+        stable_frames: int,
+        available: int,
+        closed: bool,
+        before: int = 0,
+        whole_final: bool = False,
     ) -> WindowPlan | None:
         """The window to run now, or None when none is due yet (or the utterance is done).
 
         ``before``: samples of stream audio before the utterance that a window may take as
         left context (a multiple of the frame stride; 0 = the utterance alone).
+        ``whole_final``: the last window reads the whole utterance (and ``before``), so one
+        model call sees every frame with all of its right context (the LM final's scores).
         """
         stride = self.geometry.stride
         stable_end = stable_frames * stride
@@ -75,7 +82,8 @@ class WindowPlanner:
             if stable_frames >= total:
                 return None
             if available - stable_end <= self.max_chunks * self.chunk + self.right:
-                start = max(-before, self._final_start(stable_end, available, before))
+                start = -before if whole_final else self._final_start(stable_end, available, before)
+                start = max(-before, start)
                 return WindowPlan(start, available, stable_frames, total, True)
         elif chunks < 1:
             return None

@@ -401,6 +401,28 @@ def test_with_lm_finals_partials_stay_tentative_and_the_final_is_left_to_decode(
     )
 
 
+def test_with_lm_finals_held_to_the_end_the_final_searches_one_window_over_the_utterance(
+    hello: np.ndarray,
+) -> None:
+    session = make_session(rescore_finals=True, early_commits=False)
+    speller = Speller("hello world")
+    answers: list[tuple[WindowRequest, np.ndarray]] = []
+
+    def answer(request: WindowRequest) -> np.ndarray:
+        logprobs = speller(request) - 0.01 * len(answers)  # which window a frame came from
+        answers.append((request, logprobs))
+        return logprobs
+
+    events = stream(session, to_s16(hello), answer)
+    [pending] = [e for e in events if isinstance(e, PendingFinal)]
+    last, logprobs = answers[-1]
+    assert last.plan.final and last.plan.start <= 0 and len(answers) > 2
+    offset = -last.plan.start // GEOMETRY.stride
+    np.testing.assert_array_equal(pending.scores, logprobs[offset:])
+    assert pending.scores.shape[0] == pending.frame_probs.size
+    assert pending.greedy.text == "hello world"
+
+
 def test_with_lm_finals_early_commit_searches_settle_words_that_lead_the_final(
     hello: np.ndarray,
 ) -> None:

@@ -169,6 +169,21 @@ def test_with_stream_context_every_window_but_the_last_has_the_steady_length() -
     assert len(set(lengths)) > 5
 
 
+def test_a_whole_final_window_reads_the_utterance_and_the_context_before_it() -> None:
+    p = planner()
+    available = 3 * RATE
+    stable = GEOMETRY.frames(available) - 20
+    for before in (0, p.left):
+        usual = p.next(stable, available, closed=True, before=before)
+        whole = p.next(stable, available, closed=True, before=before, whole_final=True)
+        assert usual is not None and whole is not None and whole.final
+        assert usual.start > 0 and whole.start == -before
+        assert (whole.keep_from, whole.keep_to) == (usual.keep_from, usual.keep_to)
+    # it changes only the last window: one still catching up is the usual one
+    far = p.next(0, available, closed=True, whole_final=True)
+    assert far is not None and not far.final
+
+
 def test_stream_tail_gives_the_audio_before_a_position_cut_to_whole_frames() -> None:
     tail = StreamTail(capacity=1000)
     stream = np.arange(5000, dtype=np.float32)
