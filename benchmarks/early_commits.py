@@ -21,7 +21,7 @@ Sentences: the out-of-domain sets read by the training voices (``benchmarks.oods
 ``python -m training.ood`` renders them on first use), each padded with 0.5 s before and
 1 s after.
 
-    python -m benchmarks.early_commits                      # 4 per category, ~5 min
+    python -m benchmarks.early_commits                      # 4 per category, ~2.5 min
     python -m benchmarks.early_commits --per-category 1     # a quick look
 
 Writes ``benchmarks/results/early_commits-<machine>.json/.png``.
