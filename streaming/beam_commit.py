@@ -1,19 +1,19 @@
 """Words that commit before the final when finals come from an LM beam search.
 
 Greedy partials can commit a word as soon as its letters are in stable frames, but an LM
-final may respell any word, so with LM finals nothing could commit until the utterance
-ended (seconds, on long utterances). Here the undecided part of an utterance, from the
-``cut`` frame on, is beam-searched with the LM as it is spoken (about a millisecond per
-search for tiny-en); a word commits once the word after it starts in stable frames and
-the search before read it alike, and the cut moves to the start of the first word that did
-not. The final is then the committed words plus a beam search of the frames from the cut,
-continuing the LM from the committed words: committed text is a prefix of the final by
-construction. On 200 out-of-domain sentences this costs 12 % more word errors than holding
-every word to the final, whose last window then reads the whole utterance (0.279 vs 0.249;
-greedy 0.397), and brings the commit p50 / p95 from 2.4 / 4.8 s to 0.72 / 1.03 s after the
-word (:class:`CommitRule`; ``python -m benchmarks.early_commits --per-category 40``). The
-price is deciding a word with about a second of audio after it: the rules, scores and
-windows tried to lower it are in benchmarks/README.md.
+final may respell any word, so with LM finals nothing could commit until the utterance ended
+(seconds, on long utterances). Here the undecided part of an utterance, from the ``cut``
+frame on, is beam-searched with the LM as it is spoken (about a millisecond per search for
+tiny-en); a word commits once the word after it starts in stable frames and the search
+before (or greedy decoding) read it alike, and the cut moves to the start of the first word
+that did not. The final is then the committed words plus a beam search of the frames from
+the cut, continuing the LM from the committed words: committed text is a prefix of the final
+by construction. On 200 out-of-domain sentences this costs 12 % more word errors than
+holding every word to the final, whose last window then reads the whole utterance (0.280 vs
+0.249; greedy 0.397), and brings the commit p50 / p95 from 2.4 / 4.8 s to 0.72 / 0.93 s
+after the word (:class:`CommitRule`; ``python -m benchmarks.early_commits --per-category
+40``). The price is deciding a word with about a second of audio after it: the rules, scores
+and windows tried to lower it are in benchmarks/README.md.
 
 Pure logic: the session asks for a :class:`CommitSearch`, the driver runs it off the event
 loop, and :meth:`BeamCommits.accept` takes the beam's words back.
@@ -26,8 +26,10 @@ from typing import Literal, get_args
 
 import numpy as np
 
+from .decoding import CtcVocab, best_path, greedy_words
+
 BeamWord = tuple[str, int, int]  # text, first frame, frame after its last letter
-Agreement = Literal["none", "read", "settled"]
+Agreement = Literal["none", "read", "read-or-greedy", "settled"]
 AGREEMENTS: tuple[Agreement, ...] = get_args(Agreement)
 
 
@@ -41,6 +43,7 @@ class CommitSearch:
     stable: int  # the utterance's stable frames when the search was asked for
     scores: np.ndarray
     context: tuple[str, ...]  # the committed words before ``cut``, for the LM
+    greedy: tuple[tuple[str, int], ...] = ()  # greedy words of ``scores``: text, first frame
 
 
 @dataclass(frozen=True)
@@ -51,18 +54,20 @@ class CommitRule:
     grew by ``every_frames`` since the last search (12 frames: each default window). A word
     settles when ``holdback`` more words follow it in the beam (the LM has judged it in
     context) and the word after it starts in stable frames (no later window can change the
-    frames it was read from). ``agree`` then asks a second opinion of the search before:
-    ``"read"`` commits a settled word once the previous search read it alike, settled or
-    not; ``"settled"`` waits until the previous search had settled it too (a window later);
-    ``"none"`` commits at once. Measured on 200 out-of-domain sentences
-    (``benchmarks.early_commits``): the default (holdback 1, ``"read"``) makes 0.279 word
-    errors against 0.277 with ``"settled"`` (0.249 committing at the final), at commit
-    p50 / p95 0.72 / 1.03 s instead of 0.93 / 1.22 s; ``"none"`` commits within 1 s at p95
-    for 4 % more errors; holdback 2 with ``"read"`` makes 0.279 at a p95 of 1.22 s.
+    frames it was read from). ``agree`` then asks for a second opinion: ``"read"`` commits
+    a settled word once the previous search read it alike, settled or not;
+    ``"read-or-greedy"`` also takes greedy decoding of the same frames spelling it alike (an
+    opinion there at once, where the previous search's costs a window when the two searches
+    differ); ``"settled"`` waits until the previous search had settled it too (a window
+    later); ``"none"`` commits at once. Measured on 200 out-of-domain sentences
+    (``benchmarks.early_commits``): the default (holdback 1, ``"read-or-greedy"``) makes
+    0.280 word errors at commit p50 / p95 0.72 / 0.93 s, ``"read"`` 0.279 at 0.72 / 1.02 s,
+    ``"settled"`` 0.277 at 0.92 / 1.22 s (0.249 committing at the final);
+    ``"none"`` commits within 1 s at p95 for 4 % more errors than ``"read"``.
     """
 
     holdback: int = 1
-    agree: Agreement = "read"
+    agree: Agreement = "read-or-greedy"
     min_frames: int = 12
     every_frames: int = 12
 
@@ -77,12 +82,18 @@ class CommitRule:
         return f"holdback {self.holdback}, agree {self.agree}"
 
 
+GREEDY_SLACK = 3  # frames: the beam and greedy decoding may start a word this far apart
+
+
 class BeamCommits:
     """The LM-committed words of one utterance and where its undecided frames begin; one
-    search is in flight at a time."""
+    search is in flight at a time. ``vocab`` reads the frames greedily (``"read-or-greedy"``)."""
 
-    def __init__(self, rule: CommitRule | None = None) -> None:
+    def __init__(self, rule: CommitRule | None = None, vocab: CtcVocab | None = None) -> None:
         self.rule = rule or CommitRule()
+        if self.rule.agree == "read-or-greedy" and vocab is None:
+            raise ValueError("agree 'read-or-greedy' needs the vocabulary to read frames greedily")
+        self.vocab = vocab
         self.cut = 0
         self.words: list[BeamWord] = []  # committed, with utterance frames
         self.in_flight = False
@@ -107,7 +118,11 @@ class BeamCommits:
         self.in_flight = True
         self._searched_at = stable
         frames = np.concatenate([scores[self.cut : stable], tentative])
-        return CommitSearch(utterance_id, self.cut, stable, frames, self.context)
+        greedy: tuple[tuple[str, int], ...] = ()
+        if self.rule.agree == "read-or-greedy" and self.vocab is not None and frames.size:
+            ids, probs = best_path(frames)
+            greedy = tuple((w.text, w.start_frame) for w in greedy_words(ids, probs, self.vocab))
+        return CommitSearch(utterance_id, self.cut, stable, frames, self.context, greedy)
 
     def failed(self) -> None:
         """The search did not run (decoder busy or failed): a later one may."""
@@ -126,12 +141,16 @@ class BeamCommits:
             settled = i + 1
         if self.rule.agree != "none":  # commit only what the previous search agrees with
             mine = [word for word, _, _ in beam]
+            greedy = {(word, start) for word, start in search.greedy}
             same = 0
-            for word, theirs in zip(mine[:settled], self._previous):
-                if word != theirs:
+            for i, (word, start, _) in enumerate(beam[:settled]):
+                read = i < len(self._previous) and self._previous[i] == word
+                if not read and not any(
+                    (word, start + d) in greedy for d in range(-GREEDY_SLACK, GREEDY_SLACK + 1)
+                ):
                     break
                 same += 1
-            self._previous = mine if self.rule.agree == "read" else mine[:settled]
+            self._previous = mine if self.rule.agree != "settled" else mine[:settled]
             settled = same
             self._previous = self._previous[settled:]
         if not settled:

@@ -406,7 +406,7 @@ class Session:
                     replay_windows=replayed.windows if replayed is not None and same else (),
                 )
                 if self.rescore_finals and self.early_commits:
-                    self._beams[utterance.id] = BeamCommits(self.commit_rule)
+                    self._beams[utterance.id] = BeamCommits(self.commit_rule, self.vocab)
                 self._next_utterance_id += 1
                 self._utterances.append(utterance)
             elif isinstance(event, SpeechAudio):

@@ -6,16 +6,28 @@ import numpy as np
 import pytest
 
 from streaming.beam_commit import BeamCommits, CommitRule
+from streaming.decoding import CtcVocab
 
-VOCAB_SIZE = 5
+VOCAB = CtcVocab(("<pad>", "|", "a", "b", "e"), blank_id=0, delimiter_id=1)
+VOCAB_SIZE = len(VOCAB.tokens)
 
 
 def scores(frames: int, fill: float = 0.0) -> np.ndarray:
     return np.full((frames, VOCAB_SIZE), fill, dtype=np.float32)
 
 
+def spelled(frames: int, letters: dict[int, str]) -> np.ndarray:
+    """Scores whose best path is blank but for ``letters`` (frame: letter, "|" a space)."""
+    out = scores(frames, -10.0)
+    out[:, VOCAB.blank_id] = 0.0
+    for frame, letter in letters.items():
+        out[frame, VOCAB.blank_id] = -10.0
+        out[frame, VOCAB.tokens.index(letter)] = 0.0
+    return out
+
+
 def test_a_search_is_due_after_enough_new_stable_frames_and_only_one_at_a_time() -> None:
-    beam = BeamCommits(CommitRule(min_frames=20, every_frames=10))
+    beam = BeamCommits(CommitRule(min_frames=20, every_frames=10), VOCAB)
     assert not beam.due(19)
     assert beam.due(20)
     beam.search(0, 20, scores(20), scores(5))
@@ -113,9 +125,29 @@ def test_read_agreement_commits_a_settled_word_the_previous_search_read_alike() 
     assert beam.cut == 50
 
 
-def test_the_default_rule_asks_the_previous_search_to_read_a_word_alike() -> None:
-    assert (CommitRule().holdback, CommitRule().agree) == (1, "read")
-    assert CommitRule().label == "holdback 1, agree read"
+def test_read_or_greedy_agreement_also_takes_greedy_decoding_spelling_a_word_alike() -> None:
+    beam = BeamCommits(CommitRule(min_frames=10, every_frames=10), VOCAB)
+    # greedy reads "a" (one frame off the beam) and "be", where the beam reads "a bee"
+    first = beam.search(0, 40, spelled(40, {1: "a", 6: "|", 10: "b", 12: "e", 20: "|"}), scores(0))
+    assert first.greedy == (("a", 1), ("be", 10))
+    committed = beam.accept(first, [("a", 0, 5), ("bee", 10, 18), ("c", 25, 35)])
+    assert committed == [("a", 0, 5)], "no search before it: only greedy's word commits"
+    assert beam.cut == 10
+    # the next search reads "bee" as this one did, though greedy still spells "be"
+    second = beam.search(0, 60, spelled(60, {10: "b", 12: "e", 20: "|"}), scores(0))
+    committed = beam.accept(second, [("bee", 0, 8), ("c", 15, 25), ("d", 40, 45)])
+    assert committed == [("bee", 10, 18), ("c", 25, 35)]
+
+
+def test_read_or_greedy_agreement_needs_the_vocabulary() -> None:
+    with pytest.raises(ValueError, match="needs the vocabulary"):
+        BeamCommits(CommitRule(agree="read-or-greedy"))
+    assert BeamCommits(CommitRule(agree="read")).vocab is None
+
+
+def test_the_default_rule_asks_the_previous_search_or_greedy_to_read_a_word_alike() -> None:
+    assert (CommitRule().holdback, CommitRule().agree) == (1, "read-or-greedy")
+    assert CommitRule().label == "holdback 1, agree read-or-greedy"
 
 
 def test_a_holdback_under_one_word_is_refused() -> None:
@@ -124,5 +156,7 @@ def test_a_holdback_under_one_word_is_refused() -> None:
 
 
 def test_an_unknown_agreement_is_refused() -> None:
-    with pytest.raises(ValueError, match="agree must be one of none, read, settled"):
+    with pytest.raises(
+        ValueError, match="agree must be one of none, read, read-or-greedy, settled"
+    ):
         CommitRule(agree="twice")  # type: ignore[arg-type]
