@@ -2,16 +2,16 @@
 
 With LM finals (the server's default) a greedy word may be respelled by the final, so
 partials can only commit what a beam search settled: ``streaming.beam_commit`` searches the
-spoken part of an utterance with the LM now and then, commits the words with two more
-words after them, and the final searches only the rest. This compares, on the same audio
+spoken part of an utterance with the LM now and then, commits the words the searches
+settle, and the final searches only the rest. This compares, on the same audio
 and the same windows (the server's Session, the real webrtcvad, simulated real time with
 each window's and each search's measured time on the clock, one stream alone):
 
 - **greedy**: ``--lm none``: greedy finals, words commit as their letters become stable;
 - **LM, commit at final**: ``--no-early-commits``: LM finals, nothing commits before them;
 - **LM, early commits**: the default rule (``streaming.beam_commit.CommitRule``: a word
-  commits once the next one starts in stable frames and the search before read it alike),
-  then the other rules tried (``--default-only`` skips them).
+  commits once the next one starts in stable frames and the search before, or greedy
+  decoding, read it alike), then the other rules tried (``--default-only`` skips them).
 
 Per system: WER of the finals, commit latency (word spoken → committed), partial latency,
 final latency, and the beam-search CPU time per second of speech (searches and finals).
@@ -46,6 +46,7 @@ def rules(default_only: bool) -> list[Any]:
     from streaming.beam_commit import CommitRule
 
     tried = [
+        CommitRule(agree="read"),
         CommitRule(agree="settled"),
         CommitRule(agree="none"),
         CommitRule(holdback=2, agree="none"),

@@ -337,7 +337,13 @@ class LmConfig:
     alpha: float = setting(0.5, flag="--lm-alpha", help="LM weight")
     beta: float = setting(0.5, flag="--lm-beta", help="word bonus")
     beam_width: int = setting(32, flag="--lm-beam-width", help="beam width")
-    threads: int = setting(1, flag="--lm-threads", help="threads decoding finals")
+    threads: int = setting(
+        2,
+        flag="--lm-threads",
+        help="threads decoding finals and early-commit searches, per server process; a search "
+        "is skipped while every thread is busy (its words wait a window), so a second thread "
+        "keeps commits on time under load",
+    )
     early_commits: bool = setting(
         True,
         flag="--no-early-commits",

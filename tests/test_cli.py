@@ -114,7 +114,7 @@ def test_each_flag_sets_its_own_field_and_nothing_else() -> None:
         (["--preroll-ms", "120"], ("vad", "preroll_ms"), 120),
         (["--vad-frame-ms", "20"], ("vad", "frame_ms"), 20),
         (["--threads", "2"], ("engine", "threads"), 2),
-        (["--lm-threads", "2"], ("lm", "threads"), 2),
+        (["--lm-threads", "3"], ("lm", "threads"), 3),
         (["--lm"], ("lm", "path"), "model"),
         (["--lm", "words.arpa"], ("lm", "path"), "words.arpa"),
         (["--tls-cert", "c.pem"], ("tls_cert_file",), "c.pem"),
