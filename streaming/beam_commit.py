@@ -139,7 +139,7 @@ class BeamCommits:
             if beam[i + 1][1] >= stable:
                 break
             settled = i + 1
-        if self.rule.agree != "none":  # commit only what the previous search agrees with
+        if self.rule.agree != "none":  # commit only what a second opinion agrees with
             mine = [word for word, _, _ in beam]
             greedy = {(word, start) for word, start in search.greedy}
             same = 0
