@@ -138,7 +138,9 @@ class Wire:
 
     async def settle(self) -> None:
         """Until the server session took every audio frame sent, has no window due or in
-        flight, and its outbox is empty (everything was handed to the socket)."""
+        flight and no early-commit search running (the next window would find the decoder
+        busy and skip one, as timing decides), and its outbox is empty (everything was
+        handed to the socket)."""
         await until(self._settled)
         await asyncio.sleep(0.01)  # let the sent messages arrive before the next frame
 
@@ -159,6 +161,7 @@ class Wire:
         return (
             session.audio_ms >= self.sent_ms
             and not driver._work.is_set()
+            and not driver._searches  # an early-commit search (hotwords) still running
             and len(endpoint.outbox) == 0
         )
 
