@@ -68,6 +68,25 @@ def test_a_word_whose_successor_starts_in_tentative_frames_stays_open() -> None:
     assert beam.cut == 12, "b's successor starts past the stable frames"
 
 
+def test_a_word_followed_by_a_pause_in_stable_frames_settles_before_the_next_word() -> None:
+    beam = BeamCommits(CommitRule(min_frames=10, every_frames=10, agree="none", quiet_frames=10))
+    search = beam.search(0, 40, scores(40), scores(20))
+    # b ends at 20 and nothing starts before 40: ten stable frames of pause follow it
+    assert beam.accept(search, [("a", 0, 10), ("b", 12, 20), ("c", 45, 55)]) == [
+        ("a", 0, 10),
+        ("b", 12, 20),
+    ]
+    assert beam.cut == 45
+    # the beam's last word settles once the pause after it is stable
+    last = beam.search(0, 80, scores(80), scores(5))
+    assert beam.accept(last, [("c", 0, 10), ("d", 15, 24)]) == [("c", 45, 55), ("d", 60, 69)]
+    assert beam.cut == 69
+    # a pause shorter than quiet_frames settles nothing
+    short = BeamCommits(CommitRule(min_frames=10, every_frames=10, agree="none", quiet_frames=10))
+    search = short.search(0, 40, scores(40), scores(20))
+    assert short.accept(search, [("a", 0, 10), ("b", 12, 35)]) == [("a", 0, 10)]
+
+
 def test_frames_of_a_later_search_are_counted_from_its_cut() -> None:
     beam = BeamCommits(CommitRule(min_frames=10, every_frames=10, holdback=1, agree="none"))
     beam.accept(beam.search(0, 30, scores(30), scores(5)), [("a", 0, 8), ("b", 10, 25)])
@@ -108,7 +127,8 @@ def test_settled_agreement_ignores_words_the_previous_search_read_but_had_not_se
 
 
 def test_read_agreement_commits_a_settled_word_the_previous_search_read_alike() -> None:
-    beam = BeamCommits(CommitRule(min_frames=10, every_frames=10, holdback=1, agree="read"))
+    rule = CommitRule(min_frames=10, every_frames=10, holdback=1, agree="read", quiet_frames=0)
+    beam = BeamCommits(rule)
     first = beam.search(0, 20, scores(20), scores(20))  # c is read from tentative frames
     assert beam.accept(first, [("a", 0, 5), ("bee", 10, 18), ("c", 25, 35)]) == []
     second = beam.search(0, 40, scores(40), scores(5))
@@ -150,9 +170,11 @@ def test_the_default_rule_asks_the_previous_search_or_greedy_to_read_a_word_alik
     assert CommitRule().label == "holdback 1, agree read-or-greedy"
 
 
-def test_a_holdback_under_one_word_is_refused() -> None:
+def test_a_holdback_under_one_word_or_a_negative_pause_is_refused() -> None:
     with pytest.raises(ValueError, match="holdback"):
         CommitRule(holdback=0)
+    with pytest.raises(ValueError, match="quiet_frames"):
+        CommitRule(quiet_frames=-1)
 
 
 def test_an_unknown_agreement_is_refused() -> None:
