@@ -57,16 +57,16 @@ class CommitRule:
     frames it was read from), or when ``quiet_frames`` stable frames follow it before the
     next word starts (a pause: 200 ms; on the live-load session files this brings the
     simulated p95 commit from 1.02 to 0.94 s with the same finals). ``agree`` then asks for
-    a second opinion: ``"read"`` commits
-    a settled word once the previous search read it alike, settled or not;
-    ``"read-or-greedy"`` also takes greedy decoding of the same frames spelling it alike (an
-    opinion there at once, where the previous search's costs a window when the two searches
-    differ); ``"settled"`` waits until the previous search had settled it too (a window
-    later); ``"none"`` commits at once. Measured on 200 out-of-domain sentences
-    (``benchmarks.early_commits``): the default (holdback 1, ``"read-or-greedy"``) makes
-    0.280 word errors at commit p50 / p95 0.72 / 0.93 s, ``"read"`` 0.279 at 0.72 / 1.02 s,
-    ``"settled"`` 0.277 at 0.92 / 1.22 s (0.249 committing at the final);
-    ``"none"`` commits within 1 s at p95 for 4 % more errors than ``"read"``.
+    a second opinion: ``"read"`` commits a settled word once the previous search read it
+    alike, settled or not; ``"read-or-greedy"`` also takes greedy decoding of the same
+    frames spelling it alike (an opinion there at once, where the previous search's costs a
+    window when the two searches differ); ``"settled"`` waits until the previous search had
+    settled it too (a window later); ``"none"`` commits at once. Measured on 200
+    out-of-domain sentences (``benchmarks.early_commits``): the default (holdback 1,
+    ``"read-or-greedy"``) makes 0.280 word errors at commit p50 / p95 0.72 / 0.93 s,
+    ``"read"`` 0.278 at 0.72 / 1.02 s, ``"settled"`` 0.276 at 0.93 / 1.13 s (0.249
+    committing at the final); ``"none"`` commits within 1 s at p95 for 4 % more errors than
+    ``"read"``.
     """
 
     holdback: int = 1
